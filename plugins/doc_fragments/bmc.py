@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, ingot.metal contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    # The BMC connection options, shared by every BMC module.
+    DOCUMENTATION = r'''
+options:
+  bmc_host:
+    description:
+      - Address (name or IP) of the BMC.
+      - When the task runs on the controller (C(delegate_to: localhost) or C(connection: local)) and this
+        option is not set, the action plugin takes it from the host variable C(bmc_host), and likewise
+        every other C(bmc_*) option from the host variable of the same name.
+      - Mutually exclusive with O(bmcs); one of the two is required.
+    type: str
+  bmc_port:
+    description:
+      - UDP port for IPMI, TCP port for Redfish.
+      - Defaults to V(623) for IPMI and V(443) for Redfish.
+    type: int
+  bmc_user:
+    description:
+      - User name on the BMC.
+    type: str
+  bmc_password:
+    description:
+      - Password of O(bmc_user). Never logged nor returned. Keep it in Ansible Vault.
+    type: str
+  bmc_protocol:
+    description:
+      - V(ipmi) is IPMI 2.0 over LAN (RMCP+, C(lanplus)); V(redfish) is Redfish over HTTPS.
+    type: str
+    default: ipmi
+    choices: [ipmi, redfish]
+  bmc_cipher_suite:
+    description:
+      - IPMI cipher suite to propose. V(3) is RAKP-HMAC-SHA1 with HMAC-SHA1-96 integrity and AES-CBC-128.
+        V(17) uses SHA-256 and falls back to suite 3 if the BMC refuses it.
+      - Cipher suite 0 (no authentication) is never used.
+    type: int
+    default: 3
+    choices: [3, 17]
+  bmc_allow_ipmi15:
+    description:
+      - Allow a session over plain IPMI 1.5 when the BMC offers nothing better. Off by default because
+        IPMI 1.5 protects credentials poorly.
+    type: bool
+    default: false
+  bmc_timeout:
+    description:
+      - Deadline in seconds for each BMC operation (login included), retries included.
+        A BMC that does not answer within it fails with a clear message; nothing waits longer.
+    type: float
+    default: 20
+  bmc_retries:
+    description:
+      - How many times a lost exchange is retried, with exponential backoff, within O(bmc_timeout).
+        Authentication failures are never retried.
+    type: int
+    default: 2
+  bmc_validate_certs:
+    description:
+      - Redfish only. Verify the BMC's TLS certificate (against the system CAs, or O(bmc_ca_path)).
+      - Set to V(false) only for a lab.
+    type: bool
+    default: true
+  bmc_ca_path:
+    description:
+      - Redfish only. PEM file of the CA that signed the BMC's certificate.
+    type: path
+  bmc_cert_fingerprint:
+    description:
+      - Redfish only. SHA-256 fingerprint (hex, colons allowed) of the BMC's certificate, pinned instead of a CA.
+    type: str
+  bmcs:
+    description:
+      - The fleet form. A list of BMCs driven concurrently inside this one task, instead of one task per host.
+      - Each entry is a dict with C(host) (required) and optional C(name), C(port), C(user), C(password),
+        C(protocol), C(cipher_suite), C(allow_ipmi15), C(timeout), C(retries), C(validate_certs), C(ca_path),
+        C(cert_fingerprint); the task's C(bmc_*) options are the defaults for every entry.
+      - When the task runs on the controller, an entry may also be an inventory host name; its C(bmc_*) host
+        variables are then used, so C(bmcs: "{{ groups['rack3'] }}") drives a whole group.
+      - Results are returned per BMC in RV(bmcs); the task fails if any BMC failed, after all were tried.
+    type: list
+    elements: raw
+  bmc_concurrency:
+    description:
+      - In the fleet form, how many BMCs are driven at once.
+    type: int
+    default: 32
+notes:
+  - Requires the Python library C(pyghmi) on the host that runs the task (normally the controller);
+    this collection is tested with pyghmi 1.6.19 and patches known races of that version at run time.
+  - The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, one process, all sessions
+    concurrent. The per-host form with C(delegate_to: localhost) runs in the controller without shipping a
+    module, and is still several times faster than a module per host.
+'''

@@ -1,0 +1,295 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, ingot.metal contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the BMC modules do, shared by the modules and their action plugins.
+
+Each operation reads the BMC, compares with what was asked, acts only on a
+difference (never in check mode) and returns ``changed`` with a before/after
+diff. ``execute`` runs one operation against one BMC or, in the fleet form,
+against every BMC of ``bmcs`` concurrently inside one task.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+import time
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import (
+    BMC_CONNECTION_SPEC,
+    BMC_FLEET_ITEM_SPEC,
+    BMC_FLEET_SPEC,
+    BOOT_DEVICES,
+    INVALID,
+    TIMEOUT,
+    UNSUPPORTED,
+    BmcError,
+    client_from_params,
+    fleet_item_params,
+)
+
+POWER_SPEC = dict(
+    state=dict(type='str', required=True, choices=['on', 'off', 'restarted']),
+    method=dict(type='str', default='graceful', choices=['graceful', 'hard']),
+    graceful_timeout=dict(type='int', default=300),
+    force_after_timeout=dict(type='bool', default=True),
+    wait=dict(type='bool', default=True),
+    wait_timeout=dict(type='int', default=120),
+)
+
+BOOT_SPEC = dict(
+    device=dict(type='str', required=True, choices=list(BOOT_DEVICES)),
+    persistent=dict(type='bool', default=False),
+    uefi=dict(type='bool'),
+)
+
+INFO_SECTIONS = ['device', 'guid', 'power', 'boot', 'fru', 'macs', 'sensors']
+INFO_SPEC = dict(
+    gather=dict(type='list', elements='str', default=['all'], choices=['all'] + INFO_SECTIONS),
+)
+
+SPECS = {'power': POWER_SPEC, 'boot': BOOT_SPEC, 'info': INFO_SPEC}
+READ_ONLY = {'power': False, 'boot': False, 'info': True}
+
+
+def argument_spec(op):
+    spec = dict(BMC_CONNECTION_SPEC)
+    spec.update(BMC_FLEET_SPEC)
+    spec.update(SPECS[op])
+    return spec
+
+
+ARG_RULES = dict(
+    mutually_exclusive=[['bmc_host', 'bmcs']],
+    required_one_of=[['bmc_host', 'bmcs']],
+)
+
+
+# ---------------------------------------------------------------- operations
+def _power_off(client, params, actions):
+    """Turn the machine off as asked; returns True when it had to be forced."""
+    if params['method'] == 'hard':
+        client.power('off')
+        actions.append('hard off')
+        if params['wait']:
+            client.wait_power('off', params['wait_timeout'])
+        return False
+    client.power('shutdown')
+    actions.append('soft off (ACPI)')
+    try:
+        client.wait_power('off', params['graceful_timeout'])
+        return False
+    except BmcError as e:
+        if e.kind != TIMEOUT or not params['force_after_timeout']:
+            if e.kind == TIMEOUT:
+                raise BmcError(client.name, TIMEOUT,
+                               'the OS did not shut down within graceful_timeout=%s s' % params['graceful_timeout'],
+                               'raise graceful_timeout, set force_after_timeout=true, or use method=hard')
+            raise
+    client.power('off')
+    actions.append('hard off after graceful_timeout')
+    client.wait_power('off', params['wait_timeout'])
+    return True
+
+
+def op_power(client, params, check_mode):
+    before = client.get_power()
+    state = params['state']
+    result = {'changed': False, 'actions': [], 'forced': False}
+    if state == 'on' and before != 'on':
+        result['changed'] = True
+        if not check_mode:
+            client.power('on')
+            result['actions'].append('on')
+            if params['wait']:
+                client.wait_power('on', params['wait_timeout'])
+    elif state == 'off' and before != 'off':
+        result['changed'] = True
+        if not check_mode:
+            result['forced'] = _power_off(client, params, result['actions'])
+    elif state == 'restarted':
+        result['changed'] = True
+        if not check_mode:
+            if before == 'on' and params['method'] == 'hard':
+                client.power('cycle')
+                result['actions'].append('power cycle')
+                if params['wait']:
+                    time.sleep(0.2)
+                    client.wait_power('on', params['wait_timeout'])
+            else:
+                if before == 'on':
+                    result['forced'] = _power_off(client, params, result['actions'])
+                client.power('on')
+                result['actions'].append('on')
+                if params['wait']:
+                    client.wait_power('on', params['wait_timeout'])
+    if check_mode or not result['changed']:
+        after = before if not result['changed'] else ('off' if state == 'off' else 'on')
+    elif params['wait'] or result['forced'] or (state == 'off' and params['method'] == 'graceful'):
+        after = 'off' if state == 'off' else 'on'
+    else:
+        after = client.get_power()
+    result['power'] = after
+    result['diff'] = {'before': {'power': before}, 'after': {'power': after}}
+    return result
+
+
+def op_boot(client, params, check_mode):
+    before = client.get_boot()
+    want_uefi = params.get('uefi')
+    if want_uefi is None:
+        want_uefi = bool(before.get('uefi'))
+    desired = {'device': params['device'], 'persistent': params['persistent'], 'uefi': want_uefi}
+    if desired['device'] == 'default':
+        changed = before['device'] != 'default'
+        desired = {'device': 'default', 'persistent': before['persistent'] if not changed else True,
+                   'uefi': before.get('uefi')}
+    else:
+        changed = (before['device'] != desired['device'] or before['persistent'] != desired['persistent']
+                   or bool(before.get('uefi')) != desired['uefi'])
+    after = desired if changed else before
+    if changed and not check_mode:
+        client.set_boot(desired['device'], persistent=desired['persistent'], uefi=desired['uefi'])
+        after = client.get_boot()
+        if after['device'] != desired['device']:
+            raise BmcError(client.name, UNSUPPORTED,
+                           'accepted boot device %s but now reports %s' % (desired['device'], after['device']),
+                           'this BMC may not honour boot overrides')
+    return {'changed': changed, 'boot': after, 'diff': {'before': dict(before), 'after': dict(after)}}
+
+
+def op_info(client, params, check_mode):
+    wanted = params.get('gather') or ['all']
+    sections = INFO_SECTIONS if 'all' in wanted else [s for s in INFO_SECTIONS if s in wanted]
+    info = {}
+    unsupported = []
+    readers = {
+        'device': client.device_id,
+        'guid': client.guid,
+        'power': client.get_power,
+        'boot': client.get_boot,
+        'fru': client.fru,
+        'sensors': client.sensors,
+    }
+    for section in sections:
+        try:
+            if section == 'macs':
+                info['macs'] = client.macs(fru=info.get('fru'))
+            else:
+                info[section] = readers[section]()
+        except BmcError as e:
+            if e.kind not in (UNSUPPORTED,):
+                raise
+            info[section] = None
+            unsupported.append(section)
+    if isinstance(info.get('fru'), dict):
+        info['fru'] = dict((k, v) for k, v in info['fru'].items() if k != 'macs')
+    return {'changed': False, 'bmc_info': info, 'unsupported': unsupported}
+
+
+OPERATIONS = {'power': op_power, 'boot': op_boot, 'info': op_info}
+
+
+# ---------------------------------------------------------------- execution
+def _run_one(op, params, check_mode, name):
+    client = client_from_params(params, name=name)
+    try:
+        return OPERATIONS[op](client, params, check_mode)
+    finally:
+        client.close()
+
+
+def _validate_item(item, index):
+    if not isinstance(item, dict):
+        raise BmcError('bmcs[%d]' % index, INVALID,
+                       'each bmcs entry must be a dict (host, port, user, password, ...) or, with the action '
+                       'plugin on the controller, an inventory host name; got %s' % type(item).__name__)
+    validator = ArgumentSpecValidator(BMC_FLEET_ITEM_SPEC)
+    res = validator.validate(item)
+    if res.error_messages:
+        raise BmcError(item.get('name') or item.get('host') or 'bmcs[%d]' % index, INVALID,
+                       '; '.join(res.error_messages), 'fix this bmcs entry')
+    return res.validated_parameters
+
+
+def _fleet(op, params, check_mode):
+    items = params['bmcs']
+    jobs = []
+    errors = {}
+    for index, item in enumerate(items):
+        try:
+            valid = _validate_item(item, index)
+        except BmcError as e:
+            errors['bmcs[%d]' % index] = e
+            continue
+        name = valid.get('name') or '%s:%s' % (valid['host'], valid.get('port') or '')
+        name = name.rstrip(':')
+        merged = dict(params)
+        merged.update(fleet_item_params(valid, params))
+        jobs.append((name, merged))
+    results = {}
+    lock = threading.Lock()
+    pending = list(jobs)
+
+    def worker():
+        while True:
+            with lock:
+                if not pending:
+                    return
+                name, merged = pending.pop()
+            try:
+                res = _run_one(op, merged, check_mode, name)
+                res['failed'] = False
+            except BmcError as e:
+                res = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
+            except Exception as e:  # a bug must not lose the other BMCs' results
+                res = {'changed': False, 'failed': True, 'msg': 'BMC %s: internal error: %r' % (name, e),
+                       'error_kind': 'internal'}
+            with lock:
+                results[name] = res
+
+    threads = [threading.Thread(target=worker, name='bmc-fleet-%d' % i)
+               for i in range(max(1, min(params.get('bmc_concurrency') or 32, len(jobs) or 1)))]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join()
+    for name, e in errors.items():
+        results[name] = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
+    diffs = dict((n, r.pop('diff')) for n, r in results.items() if 'diff' in r)
+    failed = sorted(n for n, r in results.items() if r.get('failed'))
+    out = {
+        'changed': any(r.get('changed') for r in results.values()),
+        'bmcs': results,
+        'failed_bmcs': failed,
+        'summary': {'total': len(results), 'changed': sum(1 for r in results.values() if r.get('changed')),
+                    'failed': len(failed)},
+    }
+    if failed:
+        shown = '; '.join(results[n]['msg'] for n in failed[:10])
+        more = '' if len(failed) <= 10 else ' (and %d more, see failed_bmcs)' % (len(failed) - 10)
+        out['failed'] = True
+        out['msg'] = '%d of %d BMCs failed: %s%s' % (len(failed), len(results), shown, more)
+    if not READ_ONLY[op]:
+        out['diff'] = {
+            'before': dict((n, d['before']) for n, d in sorted(diffs.items())),
+            'after': dict((n, d['after']) for n, d in sorted(diffs.items())),
+        }
+    return out
+
+
+def execute(op, params, check_mode=False, name=None):
+    """Run ``op`` ('power', 'boot' or 'info'); returns a module result dict."""
+    if params.get('bmcs') is not None:
+        return _fleet(op, params, check_mode)
+    try:
+        result = _run_one(op, params, check_mode, name)
+    except BmcError as e:
+        return {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
+    if READ_ONLY[op]:
+        result.pop('diff', None)
+    return result

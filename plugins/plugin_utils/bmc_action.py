@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, ingot.metal contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin base of the BMC modules.
+
+On the controller (a local connection, which ``delegate_to: localhost`` gives)
+the operation runs inside Ansible's worker process: no module is built,
+shipped or started per host, and pyghmi is already imported by the parent
+process before it forks (the strategy loads this class there). On any other
+connection the module is executed on that host as usual.
+
+It also fills unset ``bmc_*`` options from the host's variables of the same
+name, and resolves inventory host names given in ``bmcs``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import BMC_CONNECTION_SPEC, BMC_FLEET_ITEM_SPEC, HAS_PYGHMI
+from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, READ_ONLY, argument_spec, execute
+
+HOSTVAR_OPTIONS = tuple(sorted(BMC_CONNECTION_SPEC))
+
+
+def _scrub(value, secrets):
+    if isinstance(value, dict):
+        return dict((k, _scrub(v, secrets)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    if isinstance(value, str):
+        for s in secrets:
+            if s and s in value:
+                value = value.replace(s, '********')
+    return value
+
+
+class BmcActionModule(ActionBase):
+    """Subclasses set ``OPERATION`` ('power', 'boot' or 'info') and ``MODULE``."""
+
+    OPERATION = None
+    MODULE = None
+    TRANSFERS_FILES = False
+
+    def _host_value(self, variables, key):
+        if key not in variables:
+            return None
+        return self._templar.template(variables[key])
+
+    def _with_host_defaults(self, args, task_vars):
+        if args.get('bmcs') is not None:
+            return args
+        for key in HOSTVAR_OPTIONS:
+            if args.get(key) is None:
+                value = self._host_value(task_vars, key)
+                if value is not None:
+                    args[key] = value
+        return args
+
+    def _resolve_hosts(self, args, task_vars):
+        """Turn inventory host names in ``bmcs`` into entries from their bmc_* variables."""
+        hostvars = task_vars.get('hostvars', {})
+        resolved = []
+        for item in args['bmcs']:
+            if not isinstance(item, str):
+                resolved.append(item)
+                continue
+            if item not in hostvars:
+                resolved.append({'name': item, 'host': None, '_unknown_host': True})
+                continue
+            hv = hostvars[item]
+            entry = {'name': item}
+            for key in BMC_FLEET_ITEM_SPEC:
+                if key == 'name':
+                    continue
+                var = 'bmc_' + key
+                if var in hv:
+                    value = self._templar.template(hv[var])
+                    if value is not None:
+                        entry[key] = value
+            resolved.append(entry)
+        args['bmcs'] = resolved
+        return args
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(BmcActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = self._with_host_defaults(dict(self._task.args), task_vars)
+        secrets = [args.get('bmc_password')]
+
+        if self._connection.transport != 'local':
+            # Not on the controller: run the module where the task runs.
+            if args.get('bmcs') is not None and any(isinstance(i, str) for i in args['bmcs']):
+                result.update(failed=True, msg='bmcs given as inventory host names can only be resolved when the '
+                                               'task runs on the controller (delegate_to: localhost); give dicts')
+                return result
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
+            return result
+
+        if args.get('bmcs') is not None:
+            args = self._resolve_hosts(args, task_vars)
+            unknown = [i['name'] for i in args['bmcs'] if isinstance(i, dict) and i.pop('_unknown_host', False)]
+            if unknown:
+                result.update(failed=True, msg='bmcs names hosts that are not in the inventory: %s'
+                              % ', '.join(sorted(unknown)[:20]))
+                return result
+            for item in args['bmcs']:
+                if isinstance(item, dict):
+                    secrets.append(item.get('password'))
+
+        validation = ArgumentSpecValidator(argument_spec(self.OPERATION), **ARG_RULES).validate(args)
+        secrets.extend(str(v) for v in getattr(validation, '_no_log_values', ()) or ())
+        if validation.error_messages:
+            result.update(failed=True, msg='%s: %s' % (self.MODULE, '; '.join(validation.error_messages)))
+            return _scrub(result, secrets)
+        for warning in validation._warnings if hasattr(validation, '_warnings') else ():
+            self._display.warning(str(warning.get('option') if isinstance(warning, dict) else warning))
+        if not HAS_PYGHMI:
+            result.update(failed=True, msg='%s needs the Python library pyghmi on the controller: '
+                                           'pip install pyghmi==1.6.19' % self.MODULE)
+            return result
+        params = validation.validated_parameters
+        name = None
+        if args.get('bmcs') is None:
+            name = '%s (%s:%s)' % (task_vars.get('inventory_hostname', params.get('bmc_host')),
+                                   params.get('bmc_host'), params.get('bmc_port') or
+                                   (623 if params.get('bmc_protocol') == 'ipmi' else 443))
+        outcome = execute(self.OPERATION, params, check_mode=bool(self._task.check_mode), name=name)
+        if not self._task.diff or READ_ONLY[self.OPERATION]:
+            outcome.pop('diff', None)
+        result.update(outcome)
+        return _scrub(result, secrets)

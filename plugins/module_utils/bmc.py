@@ -146,7 +146,7 @@ def run_with_deadline(fn, timeout, name='bmc-call'):
 def _secret_free(text, *secrets):
     text = str(text)
     for s in secrets:
-        if s:
+        if s and len(str(s)) > 2:
             text = text.replace(str(s), '********')
     return text
 
@@ -235,7 +235,7 @@ class BmcClient:
         if isinstance(exc, ssl.SSLCertVerificationError):
             return (CERTIFICATE, 'its TLS certificate is not trusted: %s' % exc.verify_message,
                     'set bmc_ca_path or bmc_cert_fingerprint, or bmc_validate_certs=false for a lab', False)
-        if 'incorrect password' in low or 'unauthorized name' in low or '401' in low \
+        if 'incorrect password' in low or 'unauthorized name' in low or '401' in low or 'access denied' in low \
                 or 'unauthorized' in low or 'invalid credentials' in low:
             return (AUTH, 'refused the credentials of user %r while %s' % (self.user, what),
                     'check bmc_user and bmc_password', False)
@@ -302,7 +302,12 @@ class BmcClient:
 
     # ------------------------------------------------------------ power
     def get_power(self):
-        return self.call('reading the power state', lambda c: str(c.get_power()['powerstate']))
+        def read(c):
+            if self.protocol == 'redfish':
+                return str(c.get_power()['powerstate'])
+            # Get Chassis Status directly: pyghmi's get_power() first identifies the OEM (an extra exchange).
+            return 'on' if bytearray(c.xraw_command(netfn=0, command=1)['data'])[0] & 1 else 'off'
+        return self.call('reading the power state', read)
 
     def _ipmi_chassis(self, c, directive):
         c.xraw_command(netfn=0, command=2, data=(directive,))
@@ -331,6 +336,8 @@ class BmcClient:
     # ------------------------------------------------------------ boot
     def get_boot(self):
         def read(c):
+            if self.protocol == 'redfish':
+                c._urlcache.clear()  # pyghmi caches GETs for 30 s; a read must see the BMC now
             info = c.get_bootdev()
             dev = info.get('bootdev')
             return {

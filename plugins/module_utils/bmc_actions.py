@@ -153,7 +153,12 @@ def op_boot(client, params, check_mode):
     after = desired if changed else before
     if changed and not check_mode:
         client.set_boot(desired['device'], persistent=desired['persistent'], uefi=desired['uefi'])
+        # Some BMCs (Redfish ones especially) apply a change a moment later: read back until it shows.
+        settle = time.monotonic() + min(client.timeout, 15.0)
         after = client.get_boot()
+        while after['device'] != desired['device'] and time.monotonic() < settle:
+            time.sleep(0.5)
+            after = client.get_boot()
         if after['device'] != desired['device']:
             raise BmcError(client.name, UNSUPPORTED,
                            'accepted boot device %s but now reports %s' % (desired['device'], after['device']),

@@ -33,7 +33,8 @@ def _scrub(value, secrets):
         return [_scrub(v, secrets) for v in value]
     if isinstance(value, str):
         for s in secrets:
-            if s and s in value:
+            # A secret of one or two characters would mask half of every message, and protects nothing.
+            if s and len(s) > 2 and s in value:
                 value = value.replace(s, '********')
     return value
 

@@ -1,0 +1,345 @@
+"""The vBMC server process: many virtual BMCs, one serving loop, and the processes that run it.
+
+One process serves any number of BMCs (each on its own loopback UDP port); ``start`` can shard a
+lab over several processes.  The serving loop is pyghmi's (``Session.wait_for_rsp``, fed by
+pyghmi's IO thread) with :mod:`ingot_lab.pyghmi_server_fixes` applied, plus, once a second:
+idle sessions are closed, the configuration file is re-read if it changed (faults, credentials;
+SIGHUP forces it) and pyghmi's IO thread is checked.  No exception leaves the loop.
+"""
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ingot_lab import pyghmi_server_fixes as fixes
+from ingot_lab.machines import create_machine
+from ingot_lab.probe import probe
+from ingot_lab.state import Lab, LabError
+from ingot_lab.vbmc import Faults, VirtualBmc
+
+log = logging.getLogger('ingot_lab.server')
+
+HOUSEKEEPING_INTERVAL = 0.5
+MAX_WAIT = 0.5
+
+
+def setup_logging(lab, shard_id, to_stderr=False, level=logging.INFO):
+    lab.ensure()
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter('%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s')
+    handler = logging.FileHandler(lab.log_path(shard_id))
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if to_stderr:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(fmt)
+        root.addHandler(err)
+
+
+class VbmcServer:
+    """Serve the vBMCs ``names`` (default: all configured) of ``lab`` in this process."""
+
+    def __init__(self, lab, names=None, shard_id='fg'):
+        self.lab = lab
+        self.shard_id = str(shard_id)
+        self.names = names
+        self.bmcs = {}
+        self.generation = 0
+        self.session_timeout = 60.0
+        self._timers = []
+        self._seq = itertools.count()
+        self._stop = False
+        self._reload = False
+        self._config_mtime = None
+        self.started = None
+        self.exit_code = 0
+        self.pyghmi_report = {}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def setup(self):
+        report = fixes.apply()
+        log.info('pyghmi %s, fixes applied: %s; shared fixes: %s', report['version'], report['applied'],
+                 report['shared'])
+        self.pyghmi_report = {'version': report['version'], 'fixes_applied': report['applied'],
+                              'shared': report['shared'], 'io_worker': 'select'}
+        self._config_mtime = self.lab.config_mtime()
+        config = self.lab.load()
+        names = self.names if self.names is not None else sorted(config['bmcs'], key=lambda n: config['bmcs'][n]['port'])
+        missing = [n for n in names if n not in config['bmcs']]
+        if missing:
+            raise LabError('not configured: %s' % ', '.join(missing))
+        self.session_timeout = float(config['settings']['session_timeout'])
+        if report['applied'] and fixes.install_server_io_worker():
+            self.pyghmi_report['io_worker'] = 'epoll'
+        else:
+            log.warning('serving with pyghmi\'s own select() IO loop')
+        for name in names:
+            entry = config['bmcs'][name]
+            machine = create_machine(name, entry.get('machine'), self.lab.dir)
+            try:
+                bmc = VirtualBmc(name, machine, entry['port'], {entry['user']: entry['password']},
+                                 address=entry.get('address', '127.0.0.1'), guid=entry.get('guid'),
+                                 bmc_mac=entry.get('bmc_mac'), manufacturer_id=entry.get('manufacturer_id'),
+                                 faults=Faults.from_dict(entry.get('faults')), defer=self.defer)
+            except OSError as err:
+                raise LabError('%s: cannot listen on %s:%d/udp: %s' % (
+                    name, entry.get('address', '127.0.0.1'), entry['port'], err.strerror or err))
+            self.bmcs[name] = bmc
+        fixes.wake_io_thread()   # watch every socket created above
+        self.generation = config['generation']
+        self.started = time.time()
+        self._write_record()
+        log.info('serving %d vBMCs (%s) as shard %s, config generation %d', len(self.bmcs),
+                 self._describe_ports(), self.shard_id, self.generation)
+
+    def _describe_ports(self):
+        ports = sorted(b.port for b in self.bmcs.values())
+        if not ports:
+            return 'no ports'
+        return 'udp %d-%d' % (ports[0], ports[-1]) if len(ports) > 1 else 'udp %d' % ports[0]
+
+    def _write_record(self):
+        self.lab.write_shard(self.shard_id, {
+            'id': self.shard_id,
+            'pid': os.getpid(),
+            'names': list(self.bmcs),
+            'ports': [b.port for b in self.bmcs.values()],
+            'generation': self.generation,
+            'started': self.started,
+            'pyghmi': self.pyghmi_report,
+        })
+
+    # -- the loop ------------------------------------------------------------------------------
+    def defer(self, delay, func, *args):
+        """Run ``func(*args)`` on the serving loop ``delay`` seconds from now."""
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), func, args))
+
+    def _run_due_timers(self):
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, func, args = heapq.heappop(self._timers)
+            try:
+                func(*args)
+            except Exception:
+                fixes.log_error('error in a deferred task')
+
+    def request_stop(self, *_):
+        self._stop = True
+
+    def request_reload(self, *_):
+        self._reload = True
+
+    def serve_forever(self):
+        from pyghmi.ipmi.private import session
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL
+        while not self._stop:
+            try:
+                self._run_due_timers()
+                timeout = MAX_WAIT
+                if self._timers:
+                    timeout = min(timeout, max(0.001, self._timers[0][0] - time.monotonic()))
+                fixes.serve_once(timeout)
+                now = time.monotonic()
+                if self._reload or now >= next_housekeeping:
+                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                    self._housekeeping(session)
+            except Exception:
+                fixes.log_error('error in the serving loop')
+        log.info('stopping (shard %s)', self.shard_id)
+
+    def _housekeeping(self, session):
+        closed = fixes.expire_idle_sessions(self.session_timeout)
+        if closed:
+            log.info('closed %d idle sessions', closed)
+        if session.iothread is not None and not session.iothread.is_alive():
+            log.critical('pyghmi IO thread died: no BMC of this process can answer; exiting')
+            self._stop = True
+            self.exit_code = 3
+        mtime = self.lab.config_mtime()
+        if self._reload or mtime != self._config_mtime:
+            self._reload = False
+            self._config_mtime = mtime
+            self.reload()
+
+    def reload(self):
+        try:
+            config = self.lab.load()
+        except LabError as err:
+            log.error('configuration not reloaded: %s', err)
+            return
+        self.session_timeout = float(config['settings']['session_timeout'])
+        for name, bmc in self.bmcs.items():
+            entry = config['bmcs'].get(name)
+            if entry is None:
+                log.warning('%s is no longer configured; served until this process stops', name)
+                continue
+            bmc.set_users({entry['user']: entry['password']})
+            faults = Faults.from_dict(entry.get('faults'))
+            if faults != bmc.faults:
+                log.info('%s: faults %s', name, faults.to_dict())
+            bmc.set_faults(faults)
+        self.generation = config['generation']
+        self._write_record()
+        log.info('configuration generation %d applied', self.generation)
+
+    def close(self):
+        for bmc in self.bmcs.values():
+            with contextlib.suppress(Exception):
+                bmc.machine.close()
+        self.lab.remove_shard(self.shard_id, pid=os.getpid())
+
+
+def serve(lab, names=None, shard_id='fg'):
+    """Run a server in this process until SIGTERM/SIGINT; return the exit code."""
+    server = VbmcServer(lab, names, shard_id)
+    try:
+        server.setup()
+        server.serve_forever()
+    finally:
+        server.close()
+    return server.exit_code
+
+
+# -- managing server processes ---------------------------------------------------------------------
+
+def _child_env():
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env['PYTHONPATH'] = here + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    return env
+
+
+def _tail(path, lines=15):
+    try:
+        with open(path, errors='replace') as handle:
+            return ''.join(handle.readlines()[-lines:])
+    except OSError:
+        return ''
+
+
+def _next_ids(lab, count):
+    used = {str(s['id']) for s in lab.shards()}
+    ids = []
+    for candidate in itertools.count():
+        if str(candidate) not in used:
+            ids.append(str(candidate))
+            if len(ids) == count:
+                return ids
+
+
+def start(lab, processes=1, timeout=30.0, python=None):
+    """Start server processes for every configured vBMC not served yet; wait until each answers.
+
+    Returns (started shard records, [subprocess.Popen]); raises LabError (after stopping what it
+    started) when a process fails or a BMC does not answer within ``timeout`` seconds.
+    """
+    python = python or sys.executable
+    deadline = time.monotonic() + timeout
+    with lab.locked():
+        lab.clean_stale_shards()
+        config = lab.load()
+        served = lab.served()
+        todo = sorted((n for n in config['bmcs'] if n not in served), key=lambda n: config['bmcs'][n]['port'])
+        if not todo:
+            return [], []
+        count = max(1, min(int(processes), len(todo)))
+        size, extra = divmod(len(todo), count)
+        chunks, at = [], 0
+        for i in range(count):
+            take = size + (1 if i < extra else 0)
+            chunks.append(todo[at:at + take])
+            at += take
+        procs = []
+        for shard_id, chunk in zip(_next_ids(lab, count), chunks):
+            out = open(os.path.join(lab.logs_dir, 'vbmc-%s.out' % shard_id), 'ab')
+            cmd = [python, '-m', 'ingot_lab', '--state-dir', lab.dir, 'vbmc', 'serve', '--shard-id', shard_id,
+                   '--names', ','.join(chunk), '--quiet']
+            procs.append((shard_id, chunk, subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
+                start_new_session=True, close_fds=True)))
+            out.close()
+    try:
+        records = _wait_started(lab, procs, config, deadline)
+    except LabError:
+        for shard_id, _, proc in procs:
+            _terminate(proc.pid, proc)
+            lab.remove_shard(shard_id, pid=proc.pid)
+        raise
+    return records, [p for _, _, p in procs]
+
+
+def _wait_started(lab, procs, config, deadline):
+    records = {}
+    while len(records) < len(procs):
+        for shard_id, _, proc in procs:
+            if shard_id in records:
+                continue
+            if proc.poll() is not None:
+                raise LabError('vBMC server %s exited with code %s:\n%s' % (
+                    shard_id, proc.returncode, _tail(lab.log_path(shard_id)) or _tail(
+                        os.path.join(lab.logs_dir, 'vbmc-%s.out' % shard_id))))
+            for shard in lab.shards():
+                if str(shard['id']) == shard_id and shard['pid'] == proc.pid:
+                    records[shard_id] = shard
+        if len(records) < len(procs):
+            if time.monotonic() > deadline:
+                raise LabError('vBMC servers did not start in time')
+            time.sleep(0.02)
+    by_host = {}
+    for shard in records.values():
+        for name in shard['names']:
+            entry = config['bmcs'][name]
+            by_host.setdefault(entry.get('address', '127.0.0.1'), {})[entry['port']] = name
+    for host, ports in by_host.items():
+        answered = probe(host, ports, timeout=max(0.5, deadline - time.monotonic()))
+        silent = sorted(ports[p] for p in set(ports) - answered)
+        if silent:
+            raise LabError('vBMCs not answering after start: %s' % ', '.join(silent[:20]))
+    return list(records.values())
+
+
+def _terminate(pid, proc=None, timeout=5.0):
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return
+        if proc is None and not _alive(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if proc is not None:
+        proc.wait()
+
+
+def _alive(pid):
+    from ingot_lab.state import process_state
+    state = process_state(pid)
+    return state is not None and state != 'Z'
+
+
+def stop(lab, timeout=5.0, procs=()):
+    """Stop every running server process of ``lab``; return their records."""
+    by_pid = {p.pid: p for p in procs}
+    with lab.locked():
+        shards = lab.live_shards()
+        for shard in shards:
+            _terminate(shard['pid'], by_pid.get(shard['pid']), timeout)
+            lab.remove_shard(shard['id'])
+        lab.clean_stale_shards()
+    for proc in procs:
+        if proc.poll() is None:
+            _terminate(proc.pid, proc, timeout)
+    return shards

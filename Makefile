@@ -1,0 +1,122 @@
+# ingot.metal: developer and CI entry points.  `make help` lists the targets.
+#
+# Every target works from a clean checkout on a fresh Debian machine: `make deps` installs the
+# Debian packages (bindep.txt), `make venv` the Python ones (tests/requirements-dev.txt) into .venv.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+REPO := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+PYTHON ?= python3
+# The interpreter that builds .venv, resolved before .venv/bin goes first on PATH (pyenv shims included).
+BASE_PYTHON := $(shell $(PYTHON) -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)' 2>/dev/null)
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+
+VENV := $(REPO)/.venv
+VENV_STAMP := $(VENV)/.installed-requirements
+VENV_SITE := $(VENV)/lib/python$(PY_VERSION)/site-packages
+BUILD := $(REPO)/.build
+COLLECTION_LINK := $(BUILD)/ansible_collections/ingot/metal
+SANITY_ROOT := $(BUILD)/sanity/ansible_collections/ingot/metal
+DIST := $(BUILD)/dist
+EE_CONTEXT := $(BUILD)/ee
+REQUIREMENTS := $(REPO)/tests/requirements-dev.txt $(REPO)/requirements.txt
+# The shell scripts of the tooling, checked by shellcheck in `make lint` (ansible-test checks *.sh).
+SHELL_SCRIPTS := $(REPO)/.ci/run $(filter-out %.py,$(wildcard $(REPO)/hack/*))
+
+# Per-test timeout (seconds) of the pytest suites, and extra pytest arguments (make unit PYTEST_ARGS=-x).
+PYTEST_TIMEOUT ?= 900
+PYTEST_ARGS ?=
+# ansible-test sanity arguments (make sanity SANITY_ARGS='--test pylint').
+SANITY_ARGS ?=
+
+# The environment of every recipe (and of the tests, the demo and the benchmarks they run).
+export PATH := $(VENV)/bin:$(subst $(VENV)/bin:,,$(PATH))
+export INGOT_REPO := $(REPO)
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD):$(VENV_SITE)/ansible_collections
+export INGOT_RUNNER_DIR := $(REPO)/.runner
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+TEST_STEPS := deps venv collection sanity lint unit lab-tests integration bench
+
+.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests integration bench demo test clean distclean
+
+help: ## list the targets
+	@echo "ingot.metal make targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 18
+
+deps: ## install the missing Debian packages of bindep.txt (apt-get; root or sudo)
+	@PYTHON=$(PYTHON) $(REPO)/hack/install-deb-deps
+
+venv: $(VENV_STAMP) ## create .venv and install tests/requirements-dev.txt (again only when it changed)
+
+$(VENV_STAMP): $(REQUIREMENTS)
+	@test -n "$(BASE_PYTHON)" || { echo "$(PYTHON) not found: run make deps" >&2; exit 1; }
+	@if [ ! -x $(VENV)/bin/python ] || ! $(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PY_VERSION)".split("."))))'; then \
+	  echo "creating $(VENV) with $(BASE_PYTHON)"; rm -rf $(VENV); $(BASE_PYTHON) -m venv $(VENV); fi
+	$(VENV)/bin/python -m pip install --quiet --upgrade-strategy only-if-needed -r $(REPO)/tests/requirements-dev.txt
+	@touch $@
+
+collection: venv ## make ingot.metal importable: .build/ansible_collections/ingot/metal -> repo root
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@[ "$$(readlink $(COLLECTION_LINK) 2>/dev/null)" = "../../.." ] || ln -sfn ../../.. $(COLLECTION_LINK)
+	@ansible-galaxy collection list ingot.metal 2>/dev/null | grep -q '^ingot\.metal ' \
+	  || { echo "ingot.metal is not found through ANSIBLE_COLLECTIONS_PATH=$(ANSIBLE_COLLECTIONS_PATH)" >&2; exit 1; }
+	@echo "ingot.metal: $(COLLECTION_LINK) -> $(REPO)"
+
+sanity: venv ## ansible-test sanity --venv on a copy at .build/sanity/ansible_collections/ingot/metal
+	@python $(REPO)/hack/ansible-test-pip-bootstrap.py >/dev/null
+	@$(REPO)/hack/sync-tree $(SANITY_ROOT)
+	@# its own (empty) git repository: ansible-test lists content with git, and the enclosing repo ignores .build
+	@[ -d $(SANITY_ROOT)/.git ] || git -C $(SANITY_ROOT) init -q
+	cd $(SANITY_ROOT) && ansible-test sanity --venv --python $(PY_VERSION) --color no $(SANITY_ARGS)
+
+lint: venv collection ## ansible-lint, shellcheck, antsibull-changelog lint, ansible-builder create
+	ansible-lint --offline
+	shellcheck $(SHELL_SCRIPTS)
+	$(MAKE) changelog-lint
+	$(MAKE) ee
+
+changelog-lint: venv ## antsibull-changelog lint (fragments and changelog.yaml)
+	antsibull-changelog lint
+
+ee: venv ## build the collection into .build/dist and the EE build context into .build/ee
+	@rm -rf $(DIST) $(EE_CONTEXT)
+	ansible-galaxy collection build --output-path $(DIST) $(REPO)
+	ansible-builder create --file $(REPO)/execution-environment.yml --context $(EE_CONTEXT) --output-filename Containerfile
+	@test -s $(EE_CONTEXT)/Containerfile && ls $(EE_CONTEXT)/_build/collections/ingot-metal-*.tar.gz >/dev/null
+	@echo "EE build context: $(EE_CONTEXT) (ansible-builder build -f execution-environment.yml where a registry is reachable)"
+
+unit: venv collection ## pytest tests/unit
+	@$(REPO)/hack/run-pytest tests/unit --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+lab-tests: venv collection ## pytest tests/lab (the virtual BMC lab)
+	@$(REPO)/hack/run-pytest tests/lab --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+integration: venv collection ## pytest tests/integration
+	@$(REPO)/hack/run-pytest tests/integration --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+bench: venv collection ## run every tests/bench/bench_*.py (each prints its ratio against its baseline)
+	@shopt -s nullglob; benches=(tests/bench/bench_*.py); \
+	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no tests/bench/bench_*.py yet: nothing to run"; exit 0; fi; \
+	for b in "$${benches[@]}"; do echo "== $$b"; python "$$b"; done
+
+demo: deps venv collection ## the main job: python demo/demo.py
+	@if [ -f demo/demo.py ]; then python demo/demo.py; else echo "demo: demo/demo.py does not exist yet"; fi
+
+test: ## every step in order, failing fast: deps venv collection sanity lint unit lab-tests integration bench
+	@for step in $(TEST_STEPS); do \
+	  echo "==== make $$step"; start=$$(date +%s); \
+	  $(MAKE) $$step || { echo "==== make $$step FAILED after $$(( $$(date +%s) - start ))s" >&2; exit 1; }; \
+	  echo "==== make $$step: ok in $$(( $$(date +%s) - start ))s"; \
+	done
+
+clean: ## remove build output, test output and caches (keeps .venv and the lab's .lab)
+	rm -rf $(BUILD) $(REPO)/.runner $(REPO)/tests/output $(REPO)/.pytest_cache $(REPO)/.ansible
+	find $(REPO) -path $(VENV) -prune -o -path $(REPO)/.lab -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,388 @@
+"""The HTTP API (FastAPI): admin endpoints, boot and discovery, deploy agent endpoints.
+
+Contract: docs/provisioner-api.md of the collection. Errors are JSON ``{"detail", "code"}``; malformed
+input is a 4xx, never a 500."""
+
+
+import hmac
+import json
+import logging
+import os
+import threading
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__, registry, schemas
+from .bootart import Renderer
+from .config import Settings
+from .db import Database
+from .errors import ApiError, NotFound, Unauthorized
+from .logsafe import register_secret
+from .states import IllegalTransition, State
+
+log = logging.getLogger("ingot_provisioner.api")
+AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent", "agent.sh")
+_bearer = HTTPBearer(auto_error=False, description="admin token")
+_agent_bearer = HTTPBearer(auto_error=False, scheme_name="deployToken", description="one-time deploy token")
+ERRORS = {400: {"model": schemas.ErrorOut}, 401: {"model": schemas.ErrorOut}, 404: {"model": schemas.ErrorOut},
+          409: {"model": schemas.ErrorOut}, 422: {"model": schemas.ErrorOut}}
+NodeId = Annotated[str, Path(max_length=63, description="node id (uuid) or name")]
+
+
+def _error(status: int, code: str, detail: str, headers=None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+
+
+def _fmt_validation(errors) -> tuple[int, str, str]:
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            return 400, "invalid_json", f"malformed JSON body: {ctx.get('error', 'cannot parse')}"
+    parts = []
+    for err in errors[:10]:
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path"):
+            where = loc[0] + ("." + ".".join(loc[1:]) if len(loc) > 1 else "")
+        else:
+            where = ".".join(loc) or "(request)"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{where}: {msg}")
+    more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
+    return 422, "validation_error", "invalid request: " + "; ".join(parts) + more
+
+
+class BodyLimit:
+    """Refuse request bodies larger than ``max_bytes`` with 413 (before any handler reads them)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    return await _error(413, "payload_too_large",
+                                        f"request body larger than {self.max_bytes} bytes")(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message], receive), send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await _error(413, "payload_too_large",
+                                    f"request body larger than {self.max_bytes} bytes")(scope, receive, send)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return await self.app(scope, _replay([body], receive), send)
+
+
+def _replay(messages, receive):
+    async def _receive():
+        if messages:
+            return messages.pop(0)
+        return await receive()
+    return _receive
+
+
+class BigFileResponse(FileResponse):
+    chunk_size = 1024 * 1024
+
+
+def create_app(settings: Settings, db: Optional[Database] = None, *, start_reaper: bool = True) -> FastAPI:
+    if db is None:
+        db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                      busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    renderer = Renderer(settings.template_dir)
+    admin_token = settings.admin_token_value().encode()
+    register_secret(settings.admin_token_value())
+    stop = threading.Event()
+
+    def reaper():
+        while not stop.wait(settings.timeout_check_interval):
+            try:
+                registry.reap_overdue(db, settings)
+            except Exception:  # noqa: BLE001 - the loop survives a bad round; it is logged
+                log.exception("deploy timeout check failed")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        thread = None
+        if start_reaper:
+            thread = threading.Thread(target=reaper, name="ingot-deploy-timeouts", daemon=True)
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=10)
+
+    app = FastAPI(title="ingot.metal provisioner", version=__version__, lifespan=lifespan,
+                  description="Node registry, boot artifacts and deploy agent of the ingot.metal collection "
+                              "(contract: docs/provisioner-api.md).")
+    app.state.settings, app.state.db, app.state.renderer = settings, db, renderer
+    app.state.internal_errors = 0
+
+    # errors ------------------------------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(_request, exc: ApiError):
+        return _error(exc.status, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(IllegalTransition)
+    async def _illegal(_request, exc: IllegalTransition):
+        return _error(409, "illegal_transition", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError):
+        status, code, detail = _fmt_validation(exc.errors())
+        return _error(status, code, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc: StarletteHTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 401: "unauthorized"}
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"method {request.method} not allowed on {request.url.path}"
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), detail,
+                      getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc: Exception):
+        app.state.internal_errors += 1
+        ref = uuid.uuid4().hex[:12]
+        log.error("internal error %s on %s %s: %s", ref, request.method, request.url.path, type(exc).__name__,
+                  exc_info=exc)
+        return _error(500, "internal_error", f"internal error (reference {ref}; see the service log)")
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    # auth ----------------------------------------------------------------------------------------
+    def require_admin(cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)]):
+        if cred is None or not cred.credentials:
+            raise Unauthorized("missing admin token (Authorization: Bearer <admin token>)")
+        if not admin_token or not hmac.compare_digest(cred.credentials.encode("utf-8", "replace"), admin_token):
+            raise Unauthorized("wrong admin token")
+
+    def agent_token(cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_agent_bearer)]) -> Optional[str]:
+        return cred.credentials if cred else None
+
+    def what(request: Request) -> str:
+        return f"{request.method} {request.url.path}"
+
+    # admin API -----------------------------------------------------------------------------------
+    public = APIRouter(prefix="/api/v1")
+    admin = APIRouter(prefix="/api/v1", dependencies=[Depends(require_admin)], responses=ERRORS)
+
+    @public.get("/health", response_model=schemas.Health, tags=["admin"])
+    def health():
+        return {"status": "ok", "version": __version__}
+
+    @admin.get("/nodes", response_model=schemas.NodeList, tags=["nodes"])
+    def list_nodes(state: Optional[State] = None,
+                   pool: Annotated[Optional[str], Query(max_length=63)] = None,
+                   owner: Annotated[Optional[str], Query(max_length=128)] = None,
+                   limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
+                   offset: Annotated[int, Query(ge=0, le=10**9)] = 0):
+        with db.read() as s:
+            out = registry.list_nodes(s, state=state.value if state else None, pool=pool, owner=owner,
+                                      limit=limit, offset=offset)
+        return JSONResponse(out)
+
+    @admin.post("/nodes", status_code=201, response_model=schemas.NodeOut, tags=["nodes"])
+    def create_node(body: schemas.NodeCreate):
+        with db.write() as s:
+            node = registry.create_node(s, body)
+            out = registry.node_dict(node)
+        log.info("node %s registered (%s)", out["name"], out["state"])
+        return JSONResponse(out, status_code=201)
+
+    @admin.get("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
+    def get_node(node_id: NodeId):
+        with db.read() as s:
+            return JSONResponse(registry.node_dict(registry.get_node(s, node_id)))
+
+    @admin.patch("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
+    def patch_node(node_id: NodeId, body: schemas.NodePatch):
+        with db.write() as s:
+            node = registry.update_node(s, registry.get_node(s, node_id, for_update=True, db=db), body)
+            s.flush()
+            return JSONResponse(registry.node_dict(node))
+
+    @admin.delete("/nodes/{node_id}", status_code=204, tags=["nodes"])
+    def delete_node(node_id: NodeId, force: bool = False):
+        with db.write() as s:
+            registry.delete_node(s, registry.get_node(s, node_id, for_update=True, db=db), force)
+        return Response(status_code=204)
+
+    @admin.post("/nodes/{node_id}/enroll", response_model=schemas.NodeOut, tags=["lifecycle"])
+    def enroll(node_id: NodeId, request: Request, body: Optional[schemas.Enroll] = None):
+        with db.write() as s:
+            node = registry.enroll(s, registry.get_node(s, node_id, for_update=True, db=db), body, what(request))
+            s.flush()
+            return JSONResponse(registry.node_dict(node))
+
+    @admin.post("/allocations", status_code=201, response_model=schemas.NodeOut, tags=["lifecycle"],
+                responses={200: {"model": schemas.NodeOut, "description": "already allocated to (owner, name)"}})
+    def allocate(body: schemas.AllocationRequest, request: Request):
+        out, created = registry.allocate(db, body, what(request))
+        if created:
+            log.info("node %s allocated to %s/%s", out["name"], body.owner, body.name)
+        return JSONResponse(out, status_code=201 if created else 200)
+
+    @admin.post("/nodes/{node_id}/release", response_model=schemas.NodeOut, tags=["lifecycle"])
+    def release(node_id: NodeId, request: Request, body: Optional[schemas.Release] = None):
+        with db.write() as s:
+            node = registry.release(s, registry.get_node(s, node_id, for_update=True, db=db), body, settings,
+                                    what(request))
+            s.flush()
+            return JSONResponse(registry.node_dict(node))
+
+    @admin.post("/nodes/{node_id}/deploy", response_model=schemas.NodeOut, tags=["lifecycle"])
+    def deploy(node_id: NodeId, body: schemas.DeployRequest, request: Request):
+        with db.write() as s:
+            node = registry.deploy(s, registry.get_node(s, node_id, for_update=True, db=db), body, settings,
+                                   what(request))
+            s.flush()
+            out = registry.node_dict(node)
+        log.info("node %s deploying image %s", out["name"], body.image)
+        return JSONResponse(out)
+
+    @admin.get("/nodes/{node_id}/events", response_model=schemas.EventList, tags=["nodes"])
+    def node_events(node_id: NodeId, since: Annotated[Optional[str], Query(max_length=64)] = None,
+                    limit: Annotated[int, Query(ge=1, le=100000)] = 1000):
+        with db.read() as s:
+            return JSONResponse(registry.events(s, registry.get_node(s, node_id), since, limit))
+
+    @admin.get("/images", response_model=schemas.ImageList, tags=["images"])
+    def list_images():
+        with db.read() as s:
+            from sqlalchemy import select
+
+            from .models import Image
+            return JSONResponse({"items": [registry.image_dict(i)
+                                           for i in s.scalars(select(Image).order_by(Image.name)).all()]})
+
+    @admin.post("/images", status_code=201, response_model=schemas.ImageOut, tags=["images"])
+    def create_image(body: schemas.ImageCreate):
+        with db.write() as s:
+            return JSONResponse(registry.image_dict(registry.create_image(s, body)), status_code=201)
+
+    @admin.get("/images/{name}", response_model=schemas.ImageOut, tags=["images"])
+    def get_image(name: Annotated[str, Path(max_length=128)]):
+        with db.read() as s:
+            return JSONResponse(registry.image_dict(registry.get_image(s, name)))
+
+    @admin.delete("/images/{name}", status_code=204, tags=["images"])
+    def delete_image(name: Annotated[str, Path(max_length=128)]):
+        with db.write() as s:
+            s.delete(registry.get_image(s, name))
+        return Response(status_code=204)
+
+    # boot and discovery ----------------------------------------------------------------------------
+    boot = APIRouter(tags=["boot"])
+
+    @boot.get("/boot/ipxe", response_class=PlainTextResponse,
+              responses={200: {"content": {"text/plain": {}}, "description": "an iPXE script"}})
+    def ipxe(mac: Annotated[schemas.Mac, Query(max_length=17, description="the booting NIC's MAC")]):
+        return PlainTextResponse(registry.ipxe_script(db, renderer, settings, mac),
+                                 headers={"Cache-Control": "no-store"})
+
+    @boot.post("/discovery", status_code=201, response_model=schemas.DiscoveryOut,
+               responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"}})
+    def discovery(body: schemas.Discovery):
+        with db.write() as s:
+            out, status = registry.discovery(s, body)
+        if status == 201:
+            log.info("discovery: node %s (%s)", out["name"], ", ".join(body.macs))
+        return JSONResponse(out, status_code=status)
+
+    @boot.get("/images/{path:path}", include_in_schema=True, response_class=FileResponse)
+    def image_file(path: Annotated[str, Path(max_length=1024)]):
+        root = os.path.realpath(settings.image_dir)
+        full = os.path.realpath(os.path.join(root, path))
+        if not full.startswith(root + os.sep) or not os.path.isfile(full):
+            raise NotFound(f"no image file '{path}' in the image store")
+        return BigFileResponse(full, media_type="application/octet-stream")
+
+    @boot.get("/ramdisk/{path:path}", response_class=FileResponse)
+    def ramdisk_file(path: Annotated[str, Path(max_length=1024)]):
+        root = os.path.realpath(settings.ramdisk_dir)
+        full = os.path.realpath(os.path.join(root, path))
+        if not full.startswith(root + os.sep) or not os.path.isfile(full):
+            raise NotFound(f"no ramdisk file '{path}'")
+        return BigFileResponse(full, media_type="application/octet-stream")
+
+    # deploy agent ------------------------------------------------------------------------------------
+    agent = APIRouter(prefix="/agent", tags=["agent"])
+
+    @agent.get("/agent.sh", response_class=PlainTextResponse)
+    def agent_script():
+        return FileResponse(AGENT_SCRIPT, media_type="text/x-shellscript")
+
+    @agent.get("/manifest", response_model=schemas.Manifest, responses=ERRORS)
+    def manifest(token: Annotated[Optional[str], Depends(agent_token)],
+                 format: Annotated[str, Query(pattern="^(json|env)$")] = "json"):  # noqa: A002
+        with db.write() as s:
+            node, row = registry.token_node(s, token, db)
+            out = registry.manifest(s, node, row, renderer, settings)
+        if format == "env":
+            return PlainTextResponse(_env_manifest(out))
+        return JSONResponse(out)
+
+    @agent.get("/seed/{name}", response_class=PlainTextResponse, responses=ERRORS)
+    def seed(name: Annotated[str, Path(pattern="^(meta-data|user-data)$")],
+             token: Annotated[Optional[str], Depends(agent_token)]):
+        with db.read() as s:
+            node, row = registry.token_node(s, token, db)
+            if row.mode != "deploy":
+                raise NotFound(f"node '{node.name}' is {node.state}: no seed in {row.mode} mode")
+            return PlainTextResponse(registry.seed_files(node, renderer, settings)[name])
+
+    @agent.post("/report", response_model=schemas.ReportOut, responses=ERRORS)
+    def report(body: schemas.AgentReport, request: Request, token: Annotated[Optional[str], Depends(agent_token)]):
+        with db.write() as s:
+            node, row = registry.token_node(s, token, db)
+            out = registry.report(s, node, row, body, request.client.host if request.client else None,
+                                  what(request))
+        if body.status != "progress":
+            log.info("node %s: agent reported %s (%s)", out["node"], body.status, out["state"])
+        return JSONResponse(out)
+
+    app.include_router(public)
+    app.include_router(admin)
+    app.include_router(boot)
+    app.include_router(agent)
+    return app
+
+
+def _env_manifest(out: dict) -> str:
+    """The manifest as ``key=value`` lines for the POSIX sh agent (values are single words)."""
+    lines = [f"mode={out['mode']}", f"node={out['node']}", f"target={out['target']}",
+             f"report_url={out['report_url']}"]
+    image = out.get("image")
+    if image:
+        lines += [f"image_name={image['name']}", f"image_url={image['url']}", f"image_sha256={image['sha256']}",
+                  f"image_format={image['format']}", f"image_size={image['size'] if image['size'] is not None else ''}"]
+    for line in lines:
+        if any(c in line for c in "\r\n\x00") or " " in line:
+            raise ApiError("manifest value not representable as one word", status=409, code="conflict")
+    return "\n".join(lines) + "\n"

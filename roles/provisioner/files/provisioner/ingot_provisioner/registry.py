@@ -1,0 +1,569 @@
+"""The node registry: every operation of the API as a function over a database transaction.
+
+All state changes go through :func:`apply` (and so through the table in :mod:`.states`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+from typing import Optional
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import schemas
+from .bootart import Renderer, UserDataError, base_cloud_config, generate_host_keys, merge_cloud_config, \
+    parse_user_data
+from .config import Settings
+from .db import Database
+from .errors import ApiError, Conflict, Forbidden, Invalid, NoNodeAvailable, NotFound, Unauthorized
+from .models import DeployToken, Event, Image, Mac, Node, NodeTag, utcnow
+from .states import AGENT_MODES, DELETABLE, Action, State, check
+
+log = logging.getLogger("ingot_provisioner.registry")
+TOKEN_PREFIX = "idt_"
+
+
+def iso(value: Optional[dt.datetime]) -> Optional[str]:
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# serialisation --------------------------------------------------------------------------------
+def node_dict(node: Node) -> dict:
+    return {
+        "id": node.id, "name": node.name, "macs": node.mac_list, "state": node.state,
+        "maintenance": node.maintenance, "maintenance_reason": node.maintenance_reason,
+        "pool": node.pool, "tags": node.tags, "facts": node.facts or {}, "bmc": node.bmc,
+        "owner": node.owner, "allocation_name": node.allocation_name, "image": node.image,
+        "hostname": node.hostname, "ip_address": node.ip_address,
+        "ssh_host_keys": node.ssh_host_keys or {}, "docker_url": node.docker_url,
+        "last_error": node.last_error, "deadline": iso(node.deadline),
+        "created_at": iso(node.created_at), "updated_at": iso(node.updated_at),
+        "state_changed_at": iso(node.state_changed_at),
+    }
+
+
+def image_dict(image: Image) -> dict:
+    return {"name": image.name, "url": image.url, "sha256": image.sha256, "format": image.format,
+            "size": image.size, "created_at": iso(image.created_at)}
+
+
+def event_dict(ev: Event) -> dict:
+    return {"id": ev.id, "time": iso(ev.time), "kind": ev.kind, "message": ev.message, "data": ev.data}
+
+
+# helpers ---------------------------------------------------------------------------------------
+def add_event(s: Session, node: Node, kind: str, message: str, data: Optional[dict] = None) -> None:
+    s.add(Event(node_id=node.id, kind=kind, message=message, data=data, time=utcnow()))
+
+
+def apply(s: Session, node: Node, action: Action, *, request: str, message: str = "",
+          data: Optional[dict] = None) -> State:
+    """Apply a transition of the table to ``node`` (raises IllegalTransition), with an event."""
+    old = State(node.state)
+    new = check(node.name, old, action, maintenance=node.maintenance, request=request)
+    now = utcnow()
+    node.state = new.value
+    node.state_changed_at = now
+    node.updated_at = now
+    payload = {"from": old.value, "to": new.value, "action": action.value, "request": request}
+    payload.update(data or {})
+    add_event(s, node, "transition", message or f"{old.value} -> {new.value} ({action.value})", payload)
+    if new not in AGENT_MODES:
+        node.deadline = None
+        revoke_tokens(s, node, f"{action.value}: {old.value} -> {new.value}")
+    return new
+
+
+def revoke_tokens(s: Session, node: Node, reason: str) -> int:
+    res = s.execute(update(DeployToken)
+                    .where(DeployToken.node_id == node.id, DeployToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow(), revoke_reason=reason[:255]))
+    if res.rowcount:
+        add_event(s, node, "token", f"deploy token revoked: {reason}", {"revoked": res.rowcount})
+    return res.rowcount
+
+
+def get_node(s: Session, ident: str, *, for_update: bool = False, db: Optional[Database] = None) -> Node:
+    q = select(Node).where(or_(Node.id == ident, Node.name == ident))
+    if for_update and db is not None and db.is_postgres:
+        q = q.with_for_update(of=Node)
+    node = s.scalars(q).first()
+    if node is None:
+        raise NotFound(f"node '{ident}' not found")
+    return node
+
+
+def _set_facts(node: Node, facts: dict) -> None:
+    node.facts = dict(facts)
+    for key in ("cpus", "memory_mib", "disk_gib"):
+        value = facts.get(key)
+        setattr(node, key, value if isinstance(value, int) and not isinstance(value, bool) else None)
+
+
+def _set_tags(node: Node, tags: list[str]) -> None:
+    wanted = sorted(set(tags))
+    current = {t.tag: t for t in node.tag_rows}
+    for tag in list(current):
+        if tag not in wanted:
+            node.tag_rows.remove(current[tag])
+    for tag in wanted:
+        if tag not in current:
+            node.tag_rows.append(NodeTag(tag=tag))
+
+
+def _set_macs(s: Session, node: Node, macs: list[str]) -> None:
+    wanted = sorted(set(macs))
+    taken = s.execute(select(Mac.mac, Node.name).join(Node).where(Mac.mac.in_(wanted), Mac.node_id != node.id)).all()
+    if taken:
+        raise Conflict("MAC " + ", ".join(f"{m} is taken by node '{n}'" for m, n in taken))
+    current = {m.mac: m for m in node.macs}
+    for mac in list(current):
+        if mac not in wanted:
+            node.macs.remove(current[mac])
+    for mac in wanted:
+        if mac not in current:
+            node.macs.append(Mac(mac=mac))
+
+
+# nodes ----------------------------------------------------------------------------------------
+def list_nodes(s: Session, *, state=None, pool=None, owner=None, limit=1000, offset=0) -> dict:
+    q = select(Node)
+    if state:
+        q = q.where(Node.state == state)
+    if pool:
+        q = q.where(Node.pool == pool)
+    if owner:
+        q = q.where(Node.owner == owner)
+    total = s.scalar(select(func.count()).select_from(q.subquery()))
+    nodes = s.scalars(q.order_by(Node.name).limit(limit).offset(offset)).all()
+    return {"items": [node_dict(n) for n in nodes], "total": total}
+
+
+def create_node(s: Session, req: schemas.NodeCreate) -> Node:
+    if s.scalar(select(Node.id).where(Node.name == req.name)):
+        raise Conflict(f"node name '{req.name}' is taken")
+    now = utcnow()
+    node = Node(name=req.name, state=req.state, pool=req.pool, bmc=req.bmc.model_dump() if req.bmc else None,
+                created_at=now, updated_at=now, state_changed_at=now, maintenance=False, deploy_generation=0)
+    _set_facts(node, req.facts)
+    s.add(node)
+    _set_macs(s, node, req.macs)
+    _set_tags(node, req.tags)
+    s.flush()
+    add_event(s, node, "created", f"node registered in state {req.state}",
+              {"macs": node.mac_list, "pool": req.pool, "tags": node.tags})
+    return node
+
+
+def update_node(s: Session, node: Node, req: schemas.NodePatch) -> Node:
+    fields = req.model_dump(exclude_unset=True)
+    changes = {}
+    for key, value in fields.items():
+        if key == "tags":
+            if value is None:
+                value = []
+            if sorted(set(value)) != node.tags:
+                changes[key] = sorted(set(value))
+                _set_tags(node, value)
+        elif key == "macs":
+            value = value or []
+            if sorted(set(value)) != node.mac_list:
+                changes[key] = sorted(set(value))
+                _set_macs(s, node, value)
+        elif key == "facts":
+            value = value or {}
+            if value != (node.facts or {}):
+                changes[key] = "updated"
+                _set_facts(node, value)
+        elif key == "maintenance":
+            if value is None:
+                raise Invalid("maintenance must be true or false")
+            if bool(value) != node.maintenance:
+                node.maintenance = bool(value)
+                changes[key] = bool(value)
+                if not value and "maintenance_reason" not in fields:
+                    node.maintenance_reason = None
+        elif key == "pool":
+            if value is None:
+                raise Invalid("pool may not be null")
+            if value != node.pool:
+                changes[key] = node.pool = value
+        elif key == "bmc":
+            if value != node.bmc:
+                node.bmc = value
+                changes[key] = value
+        elif getattr(node, key) != value:
+            setattr(node, key, value)
+            changes[key] = value
+    if changes:
+        node.updated_at = utcnow()
+        if "maintenance" in changes:
+            on = changes["maintenance"]
+            reason = node.maintenance_reason
+            add_event(s, node, "maintenance", ("maintenance on" if on else "maintenance off")
+                      + (f": {reason}" if on and reason else ""), {"maintenance": on, "reason": reason})
+        other = {k: v for k, v in changes.items() if k != "maintenance"}
+        if other:
+            add_event(s, node, "updated", "updated " + ", ".join(sorted(other)), other)
+    return node
+
+
+def delete_node(s: Session, node: Node, force: bool) -> None:
+    if State(node.state) not in DELETABLE and not force:
+        raise Conflict(f"node '{node.name}' is in state '{node.state}': delete refused (only discovered or "
+                       f"ready nodes are deleted without force=true)")
+    s.delete(node)
+
+
+def enroll(s: Session, node: Node, req: Optional[schemas.Enroll], request: str) -> Node:
+    apply(s, node, Action.ENROLL, request=request, message="enrolled: discovered -> ready")
+    if req is not None:
+        if req.pool is not None:
+            node.pool = req.pool
+        if req.tags is not None:
+            _set_tags(node, req.tags)
+    return node
+
+
+# allocation -----------------------------------------------------------------------------------
+def _constraints_text(req: schemas.AllocationRequest) -> str:
+    parts = [f"pool={req.pool or '(any)'}", f"tags={sorted(set(req.tags))}"]
+    for key in ("min_cpus", "min_memory_mib", "min_disk_gib"):
+        if getattr(req, key) is not None:
+            parts.append(f"{key}={getattr(req, key)}")
+    return ", ".join(parts)
+
+
+def allocate(db: Database, req: schemas.AllocationRequest, request: str) -> tuple[dict, bool]:
+    """Claim one ready node for (owner, name), atomically. Returns (node, created)."""
+    for _attempt in range(3):
+        try:
+            with db.write() as s:
+                existing = s.scalars(select(Node).where(Node.owner == req.owner,
+                                                        Node.allocation_name == req.name)).first()
+                if existing is not None:
+                    return node_dict(existing), False
+                q = select(Node.id).where(Node.state == State.READY.value, Node.maintenance.is_(False))
+                if req.pool:
+                    q = q.where(Node.pool == req.pool)
+                for tag in sorted(set(req.tags)):
+                    q = q.where(exists().where(NodeTag.node_id == Node.id, NodeTag.tag == tag))
+                if req.min_cpus is not None:
+                    q = q.where(Node.cpus >= req.min_cpus)
+                if req.min_memory_mib is not None:
+                    q = q.where(Node.memory_mib >= req.min_memory_mib)
+                if req.min_disk_gib is not None:
+                    q = q.where(Node.disk_gib >= req.min_disk_gib)
+                q = q.order_by(Node.name).limit(1)
+                if db.is_postgres:
+                    # claim the row in the same transaction that sets the owner; concurrent
+                    # allocators skip it instead of waiting for it
+                    q = q.with_for_update(skip_locked=True, of=Node)
+                node_id = s.scalar(q)
+                if node_id is None:
+                    raise NoNodeAvailable(f"no node available for owner '{req.owner}' name '{req.name}': "
+                                          f"no ready node outside maintenance matches {_constraints_text(req)}")
+                node = s.get(Node, node_id)
+                apply(s, node, Action.ALLOCATE, request=request,
+                      message=f"allocated to owner '{req.owner}' as '{req.name}'",
+                      data={"owner": req.owner, "name": req.name})
+                node.owner, node.allocation_name = req.owner, req.name
+                s.flush()
+                return node_dict(node), True
+        except IntegrityError:
+            # a concurrent request claimed a node for the same (owner, name) first: return that one
+            log.info("allocation race for (%s, %s): returning the winner", req.owner, req.name)
+            continue
+    raise Conflict(f"allocation for owner '{req.owner}' name '{req.name}' kept conflicting; retry")
+
+
+def release(s: Session, node: Node, req: Optional[schemas.Release], settings: Settings, request: str) -> Node:
+    wipe = True if req is None else req.wipe
+    action = Action.RELEASE if wipe else Action.RELEASE_NOWIPE
+    old = node.state
+    new = apply(s, node, action, request=request,
+                message=f"release requested by owner '{node.owner}' ({'wipe' if wipe else 'no wipe'})")
+    if new == State.READY:
+        _clear_allocation(node)
+    elif new == State.RELEASING:
+        node.deadline = utcnow() + dt.timedelta(seconds=settings.effective_release_timeout)
+        node.last_error = None
+        log.info("node %s: %s -> releasing (wipe)", node.name, old)
+    return node
+
+
+def _clear_allocation(node: Node) -> None:
+    node.owner = node.allocation_name = node.image = node.hostname = None
+    node.ssh_authorized_keys = node.user_data = None
+    node.ssh_host_keys = node.ssh_host_keys_private = None
+    node.ip_address = node.docker_url = None
+    node.deadline = None
+
+
+# deploy ---------------------------------------------------------------------------------------
+def deploy(s: Session, node: Node, req: schemas.DeployRequest, settings: Settings, request: str) -> Node:
+    image = s.get(Image, req.image)
+    if image is None:
+        raise NotFound(f"image '{req.image}' not found (node '{node.name}', state '{node.state}', "
+                       f"request deploy)")
+    try:
+        parse_user_data(req.user_data)
+    except UserDataError as exc:
+        raise Invalid(f"node '{node.name}': {exc}", code="invalid_user_data") from None
+    hostname = req.hostname or (node.allocation_name or node.name).lower()
+    try:
+        hostname = schemas.validate_hostname(hostname)
+    except ValueError:
+        raise Invalid(f"node '{node.name}': '{hostname}' is not a valid hostname: pass hostname") from None
+    apply(s, node, Action.DEPLOY, request=request,
+          message=f"deploy of image '{image.name}' requested", data={"image": image.name})
+    public, private = generate_host_keys()
+    node.image = image.name
+    node.hostname = hostname
+    node.ssh_authorized_keys = list(req.ssh_keys)
+    node.user_data = req.user_data
+    node.ssh_host_keys, node.ssh_host_keys_private = public, private
+    node.deploy_generation = (node.deploy_generation or 0) + 1
+    node.deadline = utcnow() + dt.timedelta(seconds=settings.deploy_timeout)
+    node.last_error = None
+    add_event(s, node, "host_keys", "generated the pinned SSH host key (ed25519)", {"ssh_host_keys": public})
+    return node
+
+
+# images ---------------------------------------------------------------------------------------
+def create_image(s: Session, req: schemas.ImageCreate) -> Image:
+    if s.get(Image, req.name) is not None:
+        raise Conflict(f"image '{req.name}' exists")
+    image = Image(name=req.name, url=req.url, sha256=req.sha256, format=req.format, size=req.size,
+                  created_at=utcnow())
+    s.add(image)
+    s.flush()
+    return image
+
+
+def get_image(s: Session, name: str) -> Image:
+    image = s.get(Image, name)
+    if image is None:
+        raise NotFound(f"image '{name}' not found")
+    return image
+
+
+def image_url(image: Image, settings: Settings) -> str:
+    if image.url.startswith(("http://", "https://")):
+        return image.url
+    return f"{settings.base_url}/images/{image.url.lstrip('/')}"
+
+
+# boot ------------------------------------------------------------------------------------------
+def node_by_mac(s: Session, mac: str) -> Optional[Node]:
+    return s.scalars(select(Node).join(Mac).where(Mac.mac == mac)).first()
+
+
+def mint_token(s: Session, node: Node, settings: Settings) -> str:
+    """A new one-time token for the deploy/release ``node`` is in; earlier ones are revoked (the node
+    booted again, so any agent that held them is gone). Only the hash is stored."""
+    mode = AGENT_MODES[State(node.state)]
+    revoke_tokens(s, node, "superseded: the node fetched its boot script again")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = node.deadline or (utcnow() + dt.timedelta(seconds=settings.deploy_timeout))
+    s.add(DeployToken(node_id=node.id, token_hash=hash_token(token), mode=mode,
+                      generation=node.deploy_generation or 0, created_at=utcnow(), expires_at=expires))
+    add_event(s, node, "token", f"one-time {mode} token issued with the iPXE script", {"mode": mode})
+    return token
+
+
+def ipxe_script(db: Database, renderer: Renderer, settings: Settings, mac: str) -> str:
+    common = {"base_url": settings.base_url, "kernel_url": settings.kernel_url, "initrd_url": settings.initrd_url,
+              "ramdisk_args": settings.ramdisk_args, "target": settings.agent_target}
+    with db.read() as s:
+        node = node_by_mac(s, mac)
+        if node is None:
+            return renderer.render("ipxe-discover.ipxe.j2", mac=mac, **common)
+        if State(node.state) not in AGENT_MODES:
+            return renderer.render("ipxe-local.ipxe.j2", node=node.name, state=node.state,
+                                   maintenance=node.maintenance)
+    with db.write() as s:
+        node = node_by_mac(s, mac)
+        if node is None or State(node.state) not in AGENT_MODES:  # changed meanwhile: ask again
+            return ipxe_script(db, renderer, settings, mac)
+        token = mint_token(s, node, settings)
+        target = str((node.facts or {}).get("deploy_target") or settings.agent_target)
+        common["target"] = target
+        return renderer.render("ipxe-agent.ipxe.j2", node=node.name, state=node.state,
+                               mode=AGENT_MODES[State(node.state)], token=token, **common)
+
+
+def discovery(s: Session, req: schemas.Discovery) -> tuple[dict, int]:
+    macs = sorted(set(req.macs))
+    rows = s.execute(select(Mac.mac, Mac.node_id).where(Mac.mac.in_(macs))).all()
+    node_ids = {r.node_id for r in rows}
+    if len(node_ids) > 1:
+        raise Conflict("the reported MACs belong to more than one node: " + ", ".join(sorted(r.mac for r in rows)))
+    if node_ids:
+        node = s.get(Node, node_ids.pop())
+        if node.state != State.DISCOVERED.value:
+            add_event(s, node, "discovery", f"discovery report ignored: node is {node.state}", {"macs": macs})
+            return {"id": node.id, "name": node.name, "state": node.state}, 200
+        _set_facts(node, req.facts)
+        if req.bmc is not None:
+            node.bmc = req.bmc.model_dump()
+        _set_macs(s, node, sorted(set(node.mac_list) | set(macs)))
+        node.updated_at = utcnow()
+        add_event(s, node, "discovery", "facts updated by discovery", {"facts": req.facts, "macs": macs})
+        return {"id": node.id, "name": node.name, "state": node.state}, 201
+    name = "node-" + macs[0].replace(":", "")
+    if s.scalar(select(Node.id).where(Node.name == name)):
+        name = f"{name}-{secrets.token_hex(2)}"
+    node = create_node(s, schemas.NodeCreate.model_construct(
+        name=name, macs=macs, bmc=req.bmc, pool="default", tags=[], facts=req.facts, state="discovered"))
+    add_event(s, node, "discovery", "registered by discovery", {"facts": req.facts, "macs": macs})
+    return {"id": node.id, "name": node.name, "state": node.state}, 201
+
+
+# agent -----------------------------------------------------------------------------------------
+def token_node(s: Session, token: Optional[str], db: Database) -> tuple[Node, DeployToken]:
+    """The node a deploy token belongs to. Unknown -> 401; revoked/expired/stale -> 403."""
+    if not token:
+        raise Unauthorized("missing deploy token (Authorization: Bearer <one-time deploy token>)")
+    row = s.scalars(select(DeployToken).where(DeployToken.token_hash == hash_token(token))).first()
+    if row is None:
+        raise Unauthorized("unknown deploy token")
+    q = select(Node).where(Node.id == row.node_id)
+    if db.is_postgres:
+        q = q.with_for_update(of=Node)
+    node = s.scalars(q).first()
+    if row.revoked_at is not None:
+        raise Forbidden(f"deploy token of node '{node.name}' was revoked ({row.revoke_reason or 'ended'})",
+                        code="token_revoked")
+    if row.expires_at <= utcnow():
+        raise Forbidden(f"deploy token of node '{node.name}' expired", code="token_expired")
+    mode = AGENT_MODES.get(State(node.state))
+    if mode != row.mode or row.generation != (node.deploy_generation or 0):
+        raise Forbidden(f"deploy token of node '{node.name}' does not match its state '{node.state}'",
+                        code="token_revoked")
+    return node, row
+
+
+def seed_files(node: Node, renderer: Renderer, settings: Settings) -> dict:
+    extra = parse_user_data(node.user_data)
+    base = base_cloud_config(hostname=node.hostname or node.name, ssh_keys=node.ssh_authorized_keys or [],
+                             host_public=node.ssh_host_keys or {}, host_private=node.ssh_host_keys_private or {},
+                             root_login=settings.root_login)
+    if "hostname" in extra and str(extra["hostname"]).lower() != base["hostname"]:
+        raise ApiError(f"node '{node.name}': user_data hostname conflicts with the deploy hostname",
+                       status=409, code="conflict")
+    cloud = merge_cloud_config(base, extra)
+    ctx = {"node": node.name, "generation": node.deploy_generation or 0,
+           "instance_id": f"{node.id}-{node.deploy_generation or 0}", "hostname": node.hostname or node.name}
+    return {"meta-data": renderer.render("meta-data.j2", **ctx),
+            "user-data": renderer.render("user-data.j2", cloud_config=cloud, **ctx)}
+
+
+def manifest(s: Session, node: Node, row: DeployToken, renderer: Renderer, settings: Settings) -> dict:
+    if row.used_at is None:
+        row.used_at = utcnow()
+    target = str((node.facts or {}).get("deploy_target") or settings.agent_target)
+    out = {"mode": row.mode, "node": node.name, "target": target, "image": None, "seed": None,
+           "report_url": f"{settings.base_url}/agent/report"}
+    if row.mode == "deploy":
+        image = s.get(Image, node.image) if node.image else None
+        if image is None:
+            raise Conflict(f"node '{node.name}' is deploying image '{node.image}', which is no longer in the catalog")
+        out["image"] = {"name": image.name, "url": image_url(image, settings), "sha256": image.sha256,
+                        "format": image.format, "size": image.size}
+        out["seed"] = seed_files(node, renderer, settings)
+    add_event(s, node, "agent", f"agent fetched the {row.mode} manifest")
+    return out
+
+
+def report(s: Session, node: Node, row: DeployToken, req: schemas.AgentReport, peer: Optional[str],
+           request: str) -> dict:
+    message = req.message.replace("\x00", "")
+    data = {"status": req.status, "mode": row.mode}
+    for key in ("bytes_written", "sha256", "ip_address"):
+        if getattr(req, key) is not None:
+            data[key] = getattr(req, key)
+    if row.used_at is None:
+        row.used_at = utcnow()
+    if req.status == "progress":
+        add_event(s, node, "agent_progress", message or "progress", data)
+        node.updated_at = utcnow()
+        return {"node": node.name, "state": node.state, "token_revoked": False}
+    what = "deploy" if row.mode == "deploy" else "wipe"
+    status = req.status
+    if status == "succeeded" and row.mode == "deploy" and req.sha256 and node.image:
+        image = s.get(Image, node.image)
+        if image is not None and req.sha256 != image.sha256:
+            status = "failed"
+            message = (f"agent reported success but sha256 {req.sha256} of image '{image.name}' is not the "
+                       f"catalog's {image.sha256}: {message}")
+    add_event(s, node, "agent_report", f"agent: {what} {status}: {message}"[:4096], data)
+    if status == "succeeded":
+        apply(s, node, Action.AGENT_SUCCEEDED, request=request, message=f"{what} succeeded")
+        node.last_error = None
+        if row.mode == "deploy":
+            if req.ip_address or (not node.ip_address and peer):
+                node.ip_address = req.ip_address or peer
+        else:
+            _clear_allocation(node)
+    else:
+        apply(s, node, Action.AGENT_FAILED, request=request, message=f"{what} failed: {message}"[:4096])
+        node.last_error = f"{what} failed: {message}"[:4096]
+    return {"node": node.name, "state": node.state, "token_revoked": True}
+
+
+# timeouts --------------------------------------------------------------------------------------
+def reap_overdue(db: Database, settings: Settings) -> list[str]:
+    """Mark deploys/releases past their deadline failed (not nodes in maintenance). Returns node names."""
+    now = utcnow()
+    with db.read() as s:
+        ids = s.scalars(select(Node.id).where(Node.state.in_([State.DEPLOYING.value, State.RELEASING.value]),
+                                              Node.maintenance.is_(False), Node.deadline.is_not(None),
+                                              Node.deadline < now)).all()
+    done = []
+    for node_id in ids:
+        with db.write() as s:
+            q = select(Node).where(Node.id == node_id)
+            if db.is_postgres:
+                q = q.with_for_update(skip_locked=True, of=Node)
+            node = s.scalars(q).first()
+            if (node is None or node.maintenance or node.deadline is None or node.deadline >= utcnow()
+                    or State(node.state) not in AGENT_MODES):
+                continue
+            what = "deploy" if node.state == State.DEPLOYING.value else "release (wipe)"
+            limit = settings.deploy_timeout if node.state == State.DEPLOYING.value \
+                else settings.effective_release_timeout
+            msg = f"{what} timed out: not finished within {limit:g} s (deadline {iso(node.deadline)})"
+            add_event(s, node, "timeout", msg, {"deadline": iso(node.deadline)})
+            apply(s, node, Action.TIMEOUT, request="deploy timeout", message=msg)
+            node.last_error = msg
+            done.append(node.name)
+            log.warning("node %s: %s", node.name, msg)
+    return done
+
+
+def events(s: Session, node: Node, since: Optional[str], limit: int) -> dict:
+    q = select(Event).where(Event.node_id == node.id)
+    if since:
+        if since.isdigit():
+            q = q.where(Event.id > int(since))
+        else:
+            try:
+                when = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise Invalid(f"since must be an event id or an ISO 8601 time, got {since[:40]!r}") from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            q = q.where(Event.time > when)
+    rows = s.scalars(q.order_by(Event.id).limit(limit)).all()
+    return {"items": [event_dict(e) for e in rows]}

@@ -250,6 +250,10 @@ class BmcClient:
         if isinstance(exc, (ConnectionRefusedError,)) or 'connection refused' in low:
             return (UNREACHABLE, 'refused the connection on %s while %s' % (where, what),
                     'check bmc_host and bmc_port', True)
+        if isinstance(exc, pyghmi_exc.IpmiException) and low in ('', 'none'):
+            # pyghmi gives up a session without a reason when nothing answered
+            return (UNREACHABLE, 'did not answer on %s while %s' % (where, what),
+                    'check bmc_host, bmc_port and that IPMI over LAN is enabled', True)
         if 'timeout' in low or 'timed out' in low or 'no longer connected' in low or 'unable to transmit' in low:
             return (UNREACHABLE, 'did not answer on %s while %s' % (where, what),
                     'check bmc_host, bmc_port and that IPMI over LAN / Redfish is enabled', True)
@@ -438,14 +442,17 @@ def _text(v):
 
 
 def _normalise_fru(raw):
-    mac_re = re.compile(r'([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})')
+    mac_re = re.compile(r'(?<![0-9a-fA-F:])((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})(?![0-9a-fA-F:])')
     extra = []
-    for key in ('Product Extra', 'Board Extra', 'Chassis Extra'):
+    for key in ('product_extra', 'board_extra', 'chassis_extra', 'Product Extra', 'Board Extra', 'Chassis Extra'):
         for item in raw.get(key) or []:
             extra.append(_text(item))
     macs = []
     for item in extra:
-        m = mac_re.search(item or '')
+        item = item or ''
+        if item[:4].upper() == 'MAC:':
+            item = item[4:]
+        m = mac_re.search(item)
         if m and m.group(1).lower() not in macs:
             macs.append(m.group(1).lower())
     return {
@@ -455,6 +462,11 @@ def _normalise_fru(raw):
         'part_number': _text(raw.get('Model') or raw.get('Board model')),
         'version': _text(raw.get('Hardware Version')),
         'asset_tag': _text(raw.get('Asset Number')),
+        'chassis': {
+            'type': _text(raw.get('Chassis type')),
+            'serial': _text(raw.get('Chassis serial number')),
+            'part_number': _text(raw.get('Chassis part number')),
+        },
         'board': {
             'manufacturer': _text(raw.get('Board manufacturer')),
             'product': _text(raw.get('Board product name')),

@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, ingot.metal contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run-time fixes of pyghmi's IPMI session layer.
+
+These tests drive pyghmi's real module (``pyghmi.ipmi.private.session``): its
+globals, its ``Session`` class (instances made without a network) and real
+sockets. They also check that each quirk is still present in the installed
+pyghmi, so that a pyghmi upgrade makes someone look at every fix again.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import select
+import socket
+import threading
+import time
+from importlib.metadata import version
+
+import pytest
+
+from pyghmi.ipmi.private import session as S
+
+from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import BmcClient, run_with_deadline
+
+FIXED = ('_io_wait', '_io_recvfrom')
+FIXED_SESSION = ('_initsession', '_got_channel_auth_cap')
+
+
+def fixed_functions():
+    return [getattr(S, n) for n in FIXED] + [getattr(S.Session, n) for n in FIXED_SESSION]
+
+
+def bare_session(host='192.0.2.10', port=623):
+    """A pyghmi Session object that never touched the network (no __init__, no login)."""
+    sess = object.__new__(S.Session)
+    sess.bmc = host
+    sess.port = port
+    sess.servermode = False
+    sess.maxtimeout = 2
+    sess.logontries = 1
+    sess.incommand = False
+    return sess
+
+
+# ---------------------------------------------------------------- version and apply()
+def test_installed_pyghmi_is_a_version_the_fixes_were_checked_against():
+    installed = version('pyghmi')
+    assert installed in pyghmi_compat.PYGHMI_TESTED_VERSIONS, (
+        'pyghmi %s is installed but pyghmi_compat was checked against %s: re-check every fix of '
+        'plugins/module_utils/pyghmi_compat.py against this version, then add it to PYGHMI_TESTED_VERSIONS'
+        % (installed, ', '.join(pyghmi_compat.PYGHMI_TESTED_VERSIONS)))
+    assert pyghmi_compat.pyghmi_version() == installed
+
+
+def test_importing_the_client_applied_every_fix():
+    assert bmc.HAS_PYGHMI
+    applied = pyghmi_compat.applied()
+    for fix in ('lost_wakeup', 'recv_dontwait', 'session_policy'):
+        assert applied.get(fix) is True, fix
+    assert applied['version'] == version('pyghmi')
+    for fn in fixed_functions():
+        assert getattr(fn, '_ingot_fixed', False) is True, fn
+
+
+def test_apply_is_idempotent():
+    before = fixed_functions()
+    assert pyghmi_compat.apply() == pyghmi_compat.applied()
+    pyghmi_compat.apply()
+    after = fixed_functions()
+    assert all(a is b for a, b in zip(before, after))
+    assert all(getattr(fn, '_ingot_fixed', False) for fn in after)
+
+
+def test_apply_from_many_threads_at_once_patches_once():
+    before = fixed_functions()
+    threads = [threading.Thread(target=pyghmi_compat.apply) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert all(a is b for a, b in zip(before, fixed_functions()))
+
+
+def test_the_fixes_wrap_pyghmis_own_functions():
+    for name in FIXED:
+        original = getattr(S, name)._ingot_original
+        assert original.__module__ == 'pyghmi.ipmi.private.session'
+        assert not getattr(original, '_ingot_fixed', False)
+
+
+# ---------------------------------------------------------------- session policy
+@pytest.mark.parametrize('suite, expected', [(3, 1), (17, 256)])
+def test_session_policy_sets_the_hash_a_session_proposes(suite, expected):
+    BmcClient('192.0.2.10', port=6230, cipher_suite=suite)
+    sess = bare_session('192.0.2.10', 6230)
+    sess._initsession()
+    assert sess.attemptedhash == expected
+    sess.attemptedhash = None
+    sess._initsession()  # every (re)login
+    assert sess.attemptedhash == expected
+
+
+def test_a_bmc_without_policy_gets_suite_3():
+    sess = bare_session('192.0.2.99', 623)
+    sess._initsession()
+    assert sess.attemptedhash == 1
+
+
+def test_the_policy_is_per_bmc_and_port():
+    pyghmi_compat.set_session_policy('192.0.2.10', 623, cipher_suite=17)
+    pyghmi_compat.set_session_policy('192.0.2.10', 6230, cipher_suite=3)
+    a, b = bare_session('192.0.2.10', 623), bare_session('192.0.2.10', 6230)
+    a._initsession()
+    b._initsession()
+    assert (a.attemptedhash, b.attemptedhash) == (256, 1)
+
+
+def test_server_sessions_keep_pyghmis_choice():
+    pyghmi_compat.set_session_policy('192.0.2.10', 623, cipher_suite=3)
+    sess = bare_session()
+    sess.servermode = True
+    sess._initsession()
+    assert sess.attemptedhash == 256
+
+
+def test_pyghmi_still_proposes_sha256_by_itself():
+    # The quirk the policy fix is for: left alone, pyghmi 1.6.19 proposes suite 17 to every BMC.
+    fixed = S.Session.__dict__['_initsession']
+    original = getattr(fixed, '_ingot_original', None)
+    if original is None:  # the fix keeps pyghmi's function in its closure
+        original = [c.cell_contents for c in fixed.__closure__
+                    if getattr(c.cell_contents, '__module__', None) == 'pyghmi.ipmi.private.session'][0]
+    sess = bare_session()
+    original(sess)
+    assert sess.attemptedhash == 256
+
+
+# ---------------------------------------------------------------- IPMI 1.5 refusal
+class AuthCapSession:
+    """Records what pyghmi's channel auth capabilities handler does with a response."""
+
+    def __init__(self, allow_ipmi15):
+        pyghmi_compat.set_session_policy('192.0.2.20', 623, allow_ipmi15=allow_ipmi15)
+        self.sess = bare_session('192.0.2.20', 623)
+        self.sess.ipmi15only = 0
+        self.sess.ipmiversion = 1.5
+        self.events = []
+        self.sess.onlogon = lambda parameter: self.events.append(('onlogon', parameter))
+        self.sess._get_session_challenge = lambda: self.events.append(('ipmi15 session challenge',))
+        self.sess._open_rmcpplus_request = lambda: self.events.append(('rmcp+ open session',))
+        self.sess._get_channel_auth_cap = lambda: self.events.append(('ask again',))
+
+    def feed(self, response):
+        self.sess._got_channel_auth_cap(response)
+        return self.events
+
+
+def auth_cap(ipmi20, md5=True):
+    """A Get Channel Authentication Capabilities response."""
+    byte1 = (0x80 if ipmi20 else 0) | (0x04 if md5 else 0)
+    byte3 = 0x02 if ipmi20 else 0
+    return {'netfn': 7, 'command': 0x38, 'code': 0, 'data': bytearray([1, byte1, 0x04, byte3, 0, 0, 0, 0])}
+
+
+def test_a_bmc_that_offers_only_ipmi15_is_refused():
+    events = AuthCapSession(allow_ipmi15=False).feed(auth_cap(ipmi20=False))
+    assert events == [('onlogon', {'error': pyghmi_compat.IPMI15_REFUSED})]
+
+
+def test_a_bmc_that_rejects_the_ipmi20_request_form_is_refused():
+    events = AuthCapSession(allow_ipmi15=False).feed({'netfn': 7, 'command': 0x38, 'code': 0xcc, 'data': b''})
+    assert events == [('onlogon', {'error': pyghmi_compat.IPMI15_REFUSED})]
+
+
+def test_with_allow_ipmi15_pyghmi_goes_on_with_ipmi15():
+    events = AuthCapSession(allow_ipmi15=True).feed(auth_cap(ipmi20=False))
+    assert events == [('ipmi15 session challenge',)]
+
+
+def test_with_allow_ipmi15_pyghmis_own_checks_still_apply():
+    events = AuthCapSession(allow_ipmi15=True).feed(auth_cap(ipmi20=False, md5=False))
+    assert events == [('onlogon', {'error': 'MD5 required but not enabled/available on target BMC'})]
+
+
+def test_with_allow_ipmi15_a_0xcc_makes_pyghmi_ask_again_in_ipmi15_form():
+    s = AuthCapSession(allow_ipmi15=True)
+    assert s.feed({'netfn': 7, 'command': 0x38, 'code': 0xcc, 'data': b''}) == [('ask again',)]
+    assert s.sess.ipmi15only == 1
+
+
+@pytest.mark.parametrize('allow', [False, True])
+def test_an_ipmi20_bmc_goes_on_to_rmcp_plus(allow):
+    s = AuthCapSession(allow_ipmi15=allow)
+    assert s.feed(auth_cap(ipmi20=True)) == [('rmcp+ open session',)]
+    assert s.sess.ipmiversion == 2.0
+
+
+def test_errors_pass_through_to_pyghmi():
+    events = AuthCapSession(allow_ipmi15=False).feed({'error': 'timeout', 'code': 0xffff})
+    assert events == [('onlogon', {'error': 'timeout', 'code': 0xffff})]
+
+
+# ---------------------------------------------------------------- lost wake-up (quirk 5)
+class _QueuedSession:
+    def __init__(self, packets):
+        self.pktqueue = collections.deque(packets)
+
+
+@pytest.fixture
+def io_globals(monkeypatch):
+    """Private copies of the pyghmi globals _io_wait touches; nobody runs pyghmi's I/O thread here."""
+    monkeypatch.setattr(S, 'ioqueue', collections.deque())
+    monkeypatch.setattr(S, 'sessionqueue', collections.deque())
+    monkeypatch.setattr(S, 'selectdeadline', 0)
+    monkeypatch.setattr(S.Session, 'bmc_handlers', {})
+    yield S
+    for _deadline, evt, _addr in list(S.ioqueue):
+        evt.set()  # release any waiter a test left behind
+
+
+def _returns_within(fn, seconds):
+    start = time.monotonic()
+    try:
+        run_with_deadline(fn, seconds)
+    except bmc._Deadline:
+        return False
+    return time.monotonic() - start < seconds
+
+
+ADDR = ('192.0.2.30', 623)
+
+
+def test_io_wait_returns_at_once_when_a_packet_is_already_queued_for_the_waiter(io_globals):
+    S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([(b'\x06\x00\xff\x07', ADDR)])}
+    assert _returns_within(lambda: S._io_wait(30, myaddr=ADDR), 1.0)
+    assert len(S.ioqueue) == 1  # still registered; pyghmi's I/O thread drops it when it expires
+
+
+def test_io_wait_still_waits_when_nothing_is_queued_for_the_waiter(io_globals):
+    S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([])}
+    S.Session.bmc_handlers[('192.0.2.31', 623)] = {47002: _QueuedSession([(b'pkt', ('192.0.2.31', 623))])}
+    assert not _returns_within(lambda: S._io_wait(30, myaddr=ADDR), 0.2)
+    S.ioqueue[0][1].set()  # the I/O thread's wake-up
+
+
+def test_io_wait_without_address_returns_when_a_session_is_queued(io_globals):
+    S.sessionqueue.append(_QueuedSession([(b'pkt', ADDR)]))
+    assert _returns_within(lambda: S._io_wait(30), 1.0)
+
+
+def test_io_wait_for_a_command_slot_is_not_short_circuited(io_globals):
+    # With evq the caller waits for its turn to send, not for a packet.
+    S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([(b'pkt', ADDR)])}
+    evq = collections.deque()
+    assert not _returns_within(lambda: S._io_wait(30, myaddr=ADDR, evq=evq), 0.2)
+    assert len(evq) == 1
+    evq[0].set()
+
+
+def test_pyghmis_own_io_wait_still_sleeps_through_a_queued_packet(io_globals):
+    # The quirk itself, in the installed pyghmi: if this starts returning, the fix may be obsolete.
+    S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([(b'pkt', ADDR)])}
+    original = S._io_wait._ingot_original
+    assert not _returns_within(lambda: original(30, myaddr=ADDR), 0.2)
+
+
+# ---------------------------------------------------------------- receive mode (quirk 6)
+@pytest.fixture
+def udp_pair():
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(('127.0.0.1', 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind(('127.0.0.1', 0))
+    yield rx, tx
+    rx.close()
+    tx.close()
+
+
+def test_recv_on_a_blocking_socket_with_no_data_returns_none_at_once(udp_pair):
+    rx, _ = udp_pair
+    rx.setblocking(True)
+    start = time.monotonic()
+    assert run_with_deadline(lambda: S._io_recvfrom(rx, 3000), 1.0) is None
+    assert time.monotonic() - start < 0.5
+    assert rx.getblocking() is True  # the fix never touches the shared socket's mode
+
+
+def test_recv_on_a_blocking_socketpair_returns_none_at_once():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        a.setblocking(True)
+        assert run_with_deadline(lambda: S._io_recvfrom(a, 3000), 1.0) is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_recv_returns_a_waiting_datagram(udp_pair):
+    rx, tx = udp_pair
+    rx.setblocking(True)
+    tx.sendto(b'\x06\x00\xff\x07rest', rx.getsockname())
+    select.select([rx], [], [], 1.0)
+    assert run_with_deadline(lambda: S._io_recvfrom(rx, 3000), 1.0) == (b'\x06\x00\xff\x07rest', tx.getsockname())
+    assert run_with_deadline(lambda: S._io_recvfrom(rx, 3000), 1.0) is None
+
+
+def test_recv_unwraps_an_eventlet_style_socket(udp_pair):
+    rx, tx = udp_pair
+
+    class Green:
+        fd = rx
+    tx.sendto(b'data', rx.getsockname())
+    select.select([rx], [], [], 1.0)
+    assert S._io_recvfrom(Green(), 3000) == (b'data', tx.getsockname())
+
+
+def test_pyghmis_own_recv_still_changes_the_socket_mode(udp_pair):
+    # The quirk itself: pyghmi 1.6.19 flips the shared socket to non-blocking on every receive
+    # (and _io_sendto flips it back from another thread).
+    rx, _ = udp_pair
+    rx.setblocking(True)
+    assert S._io_recvfrom._ingot_original(rx, 3000) is None
+    assert rx.getblocking() is False

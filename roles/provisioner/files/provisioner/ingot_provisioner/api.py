@@ -105,19 +105,28 @@ class BigFileResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
+class Context:
+    """What the handlers use: settings, database, renderer (rebindable, so tests reuse one app)."""
+
+    def bind(self, settings: Settings, db: Database) -> None:
+        self.settings, self.db = settings, db
+        self.renderer = Renderer(settings.template_dir)
+        self.admin_token = settings.admin_token_value().encode()
+        register_secret(settings.admin_token_value())
+
+
 def create_app(settings: Settings, db: Optional[Database] = None, *, start_reaper: bool = True) -> FastAPI:
     if db is None:
         db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous,
                       busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    renderer = Renderer(settings.template_dir)
-    admin_token = settings.admin_token_value().encode()
-    register_secret(settings.admin_token_value())
+    ctx = Context()
+    ctx.bind(settings, db)
     stop = threading.Event()
 
     def reaper():
         while not stop.wait(settings.timeout_check_interval):
             try:
-                registry.reap_overdue(db, settings)
+                registry.reap_overdue(ctx.db, ctx.settings)
             except Exception:  # noqa: BLE001 - the loop survives a bad round; it is logged
                 log.exception("deploy timeout check failed")
 
@@ -137,7 +146,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     app = FastAPI(title="ingot.metal provisioner", version=__version__, lifespan=lifespan,
                   description="Node registry, boot artifacts and deploy agent of the ingot.metal collection "
                               "(contract: docs/provisioner-api.md).")
-    app.state.settings, app.state.db, app.state.renderer = settings, db, renderer
+    app.state.ctx = ctx
     app.state.internal_errors = 0
 
     # errors ------------------------------------------------------------------------------------
@@ -173,13 +182,13 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                   exc_info=exc)
         return _error(500, "internal_error", f"internal error (reference {ref}; see the service log)")
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=ctx.settings.max_body_bytes)
 
     # auth ----------------------------------------------------------------------------------------
     def require_admin(cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)]):
         if cred is None or not cred.credentials:
             raise Unauthorized("missing admin token (Authorization: Bearer <admin token>)")
-        if not admin_token or not hmac.compare_digest(cred.credentials.encode("utf-8", "replace"), admin_token):
+        if not ctx.admin_token or not hmac.compare_digest(cred.credentials.encode("utf-8", "replace"), ctx.admin_token):
             raise Unauthorized("wrong admin token")
 
     def agent_token(cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_agent_bearer)]) -> Optional[str]:
@@ -202,14 +211,14 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                    owner: Annotated[Optional[str], Query(max_length=128)] = None,
                    limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0):
-        with db.read() as s:
+        with ctx.db.read() as s:
             out = registry.list_nodes(s, state=state.value if state else None, pool=pool, owner=owner,
                                       limit=limit, offset=offset)
         return JSONResponse(out)
 
     @admin.post("/nodes", status_code=201, response_model=schemas.NodeOut, tags=["nodes"])
     def create_node(body: schemas.NodeCreate):
-        with db.write() as s:
+        with ctx.db.write() as s:
             node = registry.create_node(s, body)
             out = registry.node_dict(node)
         log.info("node %s registered (%s)", out["name"], out["state"])
@@ -217,49 +226,49 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
 
     @admin.get("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
     def get_node(node_id: NodeId):
-        with db.read() as s:
+        with ctx.db.read() as s:
             return JSONResponse(registry.node_dict(registry.get_node(s, node_id)))
 
     @admin.patch("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
     def patch_node(node_id: NodeId, body: schemas.NodePatch):
-        with db.write() as s:
-            node = registry.update_node(s, registry.get_node(s, node_id, for_update=True, db=db), body)
+        with ctx.db.write() as s:
+            node = registry.update_node(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body)
             s.flush()
             return JSONResponse(registry.node_dict(node))
 
     @admin.delete("/nodes/{node_id}", status_code=204, tags=["nodes"])
     def delete_node(node_id: NodeId, force: bool = False):
-        with db.write() as s:
-            registry.delete_node(s, registry.get_node(s, node_id, for_update=True, db=db), force)
+        with ctx.db.write() as s:
+            registry.delete_node(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), force)
         return Response(status_code=204)
 
     @admin.post("/nodes/{node_id}/enroll", response_model=schemas.NodeOut, tags=["lifecycle"])
     def enroll(node_id: NodeId, request: Request, body: Optional[schemas.Enroll] = None):
-        with db.write() as s:
-            node = registry.enroll(s, registry.get_node(s, node_id, for_update=True, db=db), body, what(request))
+        with ctx.db.write() as s:
+            node = registry.enroll(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body, what(request))
             s.flush()
             return JSONResponse(registry.node_dict(node))
 
     @admin.post("/allocations", status_code=201, response_model=schemas.NodeOut, tags=["lifecycle"],
                 responses={200: {"model": schemas.NodeOut, "description": "already allocated to (owner, name)"}})
     def allocate(body: schemas.AllocationRequest, request: Request):
-        out, created = registry.allocate(db, body, what(request))
+        out, created = registry.allocate(ctx.db, body, what(request))
         if created:
             log.info("node %s allocated to %s/%s", out["name"], body.owner, body.name)
         return JSONResponse(out, status_code=201 if created else 200)
 
     @admin.post("/nodes/{node_id}/release", response_model=schemas.NodeOut, tags=["lifecycle"])
     def release(node_id: NodeId, request: Request, body: Optional[schemas.Release] = None):
-        with db.write() as s:
-            node = registry.release(s, registry.get_node(s, node_id, for_update=True, db=db), body, settings,
+        with ctx.db.write() as s:
+            node = registry.release(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body, ctx.settings,
                                     what(request))
             s.flush()
             return JSONResponse(registry.node_dict(node))
 
     @admin.post("/nodes/{node_id}/deploy", response_model=schemas.NodeOut, tags=["lifecycle"])
     def deploy(node_id: NodeId, body: schemas.DeployRequest, request: Request):
-        with db.write() as s:
-            node = registry.deploy(s, registry.get_node(s, node_id, for_update=True, db=db), body, settings,
+        with ctx.db.write() as s:
+            node = registry.deploy(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body, ctx.settings,
                                    what(request))
             s.flush()
             out = registry.node_dict(node)
@@ -269,12 +278,12 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @admin.get("/nodes/{node_id}/events", response_model=schemas.EventList, tags=["nodes"])
     def node_events(node_id: NodeId, since: Annotated[Optional[str], Query(max_length=64)] = None,
                     limit: Annotated[int, Query(ge=1, le=100000)] = 1000):
-        with db.read() as s:
+        with ctx.db.read() as s:
             return JSONResponse(registry.events(s, registry.get_node(s, node_id), since, limit))
 
     @admin.get("/images", response_model=schemas.ImageList, tags=["images"])
     def list_images():
-        with db.read() as s:
+        with ctx.db.read() as s:
             from sqlalchemy import select
 
             from .models import Image
@@ -283,17 +292,17 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
 
     @admin.post("/images", status_code=201, response_model=schemas.ImageOut, tags=["images"])
     def create_image(body: schemas.ImageCreate):
-        with db.write() as s:
+        with ctx.db.write() as s:
             return JSONResponse(registry.image_dict(registry.create_image(s, body)), status_code=201)
 
     @admin.get("/images/{name}", response_model=schemas.ImageOut, tags=["images"])
     def get_image(name: Annotated[str, Path(max_length=128)]):
-        with db.read() as s:
+        with ctx.db.read() as s:
             return JSONResponse(registry.image_dict(registry.get_image(s, name)))
 
     @admin.delete("/images/{name}", status_code=204, tags=["images"])
     def delete_image(name: Annotated[str, Path(max_length=128)]):
-        with db.write() as s:
+        with ctx.db.write() as s:
             s.delete(registry.get_image(s, name))
         return Response(status_code=204)
 
@@ -303,13 +312,13 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @boot.get("/boot/ipxe", response_class=PlainTextResponse,
               responses={200: {"content": {"text/plain": {}}, "description": "an iPXE script"}})
     def ipxe(mac: Annotated[schemas.Mac, Query(max_length=17, description="the booting NIC's MAC")]):
-        return PlainTextResponse(registry.ipxe_script(db, renderer, settings, mac),
+        return PlainTextResponse(registry.ipxe_script(ctx.db, ctx.renderer, ctx.settings, mac),
                                  headers={"Cache-Control": "no-store"})
 
     @boot.post("/discovery", status_code=201, response_model=schemas.DiscoveryOut,
                responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"}})
     def discovery(body: schemas.Discovery):
-        with db.write() as s:
+        with ctx.db.write() as s:
             out, status = registry.discovery(s, body)
         if status == 201:
             log.info("discovery: node %s (%s)", out["name"], ", ".join(body.macs))
@@ -317,7 +326,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
 
     @boot.get("/images/{path:path}", include_in_schema=True, response_class=FileResponse)
     def image_file(path: Annotated[str, Path(max_length=1024)]):
-        root = os.path.realpath(settings.image_dir)
+        root = os.path.realpath(ctx.settings.image_dir)
         full = os.path.realpath(os.path.join(root, path))
         if not full.startswith(root + os.sep) or not os.path.isfile(full):
             raise NotFound(f"no image file '{path}' in the image store")
@@ -325,7 +334,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
 
     @boot.get("/ramdisk/{path:path}", response_class=FileResponse)
     def ramdisk_file(path: Annotated[str, Path(max_length=1024)]):
-        root = os.path.realpath(settings.ramdisk_dir)
+        root = os.path.realpath(ctx.settings.ramdisk_dir)
         full = os.path.realpath(os.path.join(root, path))
         if not full.startswith(root + os.sep) or not os.path.isfile(full):
             raise NotFound(f"no ramdisk file '{path}'")
@@ -341,9 +350,9 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @agent.get("/manifest", response_model=schemas.Manifest, responses=ERRORS)
     def manifest(token: Annotated[Optional[str], Depends(agent_token)],
                  format: Annotated[str, Query(pattern="^(json|env)$")] = "json"):  # noqa: A002
-        with db.write() as s:
-            node, row = registry.token_node(s, token, db)
-            out = registry.manifest(s, node, row, renderer, settings)
+        with ctx.db.write() as s:
+            node, row = registry.token_node(s, token, ctx.db)
+            out = registry.manifest(s, node, row, ctx.renderer, ctx.settings)
         if format == "env":
             return PlainTextResponse(_env_manifest(out))
         return JSONResponse(out)
@@ -351,16 +360,16 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @agent.get("/seed/{name}", response_class=PlainTextResponse, responses=ERRORS)
     def seed(name: Annotated[str, Path(pattern="^(meta-data|user-data)$")],
              token: Annotated[Optional[str], Depends(agent_token)]):
-        with db.read() as s:
-            node, row = registry.token_node(s, token, db)
+        with ctx.db.read() as s:
+            node, row = registry.token_node(s, token, ctx.db)
             if row.mode != "deploy":
                 raise NotFound(f"node '{node.name}' is {node.state}: no seed in {row.mode} mode")
-            return PlainTextResponse(registry.seed_files(node, renderer, settings)[name])
+            return PlainTextResponse(registry.seed_files(node, ctx.renderer, ctx.settings)[name])
 
     @agent.post("/report", response_model=schemas.ReportOut, responses=ERRORS)
     def report(body: schemas.AgentReport, request: Request, token: Annotated[Optional[str], Depends(agent_token)]):
-        with db.write() as s:
-            node, row = registry.token_node(s, token, db)
+        with ctx.db.write() as s:
+            node, row = registry.token_node(s, token, ctx.db)
             out = registry.report(s, node, row, body, request.client.host if request.client else None,
                                   what(request))
         if body.status != "progress":

@@ -224,11 +224,16 @@ class _FakeCommandBase:
 
     def _enter(self, name, *args):
         m = self._m
-        with self._lab.lock:
+        lab = self._lab
+        with lab.cond:
             m.calls.append((name,) + args)
-            self._lab.calls.append((m.host, name) + args)
-            self._lab.in_flight += 1
-            self._lab.max_in_flight = max(self._lab.max_in_flight, self._lab.in_flight)
+            lab.calls.append((m.host, name) + args)
+            lab.in_flight += 1
+            lab.max_in_flight = max(lab.max_in_flight, lab.in_flight)
+            lab.cond.notify_all()
+            # rendezvous: the first calls wait (a little) for that many to be in flight together
+            if lab.rendezvous:
+                lab.cond.wait_for(lambda: lab.max_in_flight >= lab.rendezvous, timeout=2.0)
         try:
             if m.delay:
                 time.sleep(m.delay)
@@ -239,7 +244,7 @@ class _FakeCommandBase:
             raise
 
     def _leave(self):
-        with self._lab.lock:
+        with self._lab.cond:
             self._lab.in_flight -= 1
 
     def _do(self, name, fn, *args):
@@ -418,6 +423,8 @@ class FakeLab:
     def __init__(self):
         self.machines = {}
         self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.rendezvous = 0         # see _FakeCommandBase._enter
         self.calls = []
         self.commands = []          # (protocol, constructor kwargs) of every login
         self.in_flight = 0

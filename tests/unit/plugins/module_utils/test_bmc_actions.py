@@ -563,7 +563,8 @@ def test_fleet_an_internal_error_does_not_lose_the_other_results(lab, monkeypatc
 @pytest.mark.parametrize('concurrency', [1, 3])
 def test_fleet_concurrency_is_respected(lab, concurrency):
     for i in range(12):
-        lab.add('10.0.10.%d' % i, password=PASSWORD, delay=0.03)
+        lab.add('10.0.10.%d' % i, password=PASSWORD, delay=0.005)
+    lab.rendezvous = concurrency  # the first calls wait until that many are in flight
     result = execute('info', fleet('info', [{'host': '10.0.10.%d' % i} for i in range(12)], gather=['power'],
                                    bmc_concurrency=concurrency))
     assert result['summary'] == {'total': 12, 'changed': 0, 'failed': 0}

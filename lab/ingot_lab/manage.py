@@ -5,9 +5,9 @@ import os
 import secrets
 import uuid
 
+from ingot_lab.faults import Faults
 from ingot_lab.machines import MemoryMachine, create_machine, derived_mac
 from ingot_lab.state import Lab, LabError
-from ingot_lab.vbmc import Faults
 
 DEFAULT_USER = 'admin'
 DEFAULT_ADDRESS = '127.0.0.1'

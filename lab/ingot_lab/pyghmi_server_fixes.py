@@ -303,27 +303,56 @@ def _server_fixes():
         originals['__init__'](self, *args, **kwargs)
 
     def create_open_session_response(self, request):
+        established = getattr(self, '_ingot_established', False)
         if len(request) < 8:
-            self.close_server_session()
+            if not established:
+                self.close_server_session()
             raise ValueError('RMCP+ Open Session Request too short (%d bytes)' % len(request))
-        self.clientsessionid = request[4:8]
         algorithms = _proposed_algorithms(request)
         if algorithms is None or any(a not in (None, want) for a, want in zip(algorithms, SUITE3_ALGORITHMS)):
-            # Quirk 1: refuse what we cannot do, so the client retries with suite 3.
-            self._ingot_negotiated = False
-            self.close_server_session()
+            # Quirk 1: refuse what we cannot do, so the client retries with suite 3.  A refused
+            # request leaves an established session of the same client address alone.
+            if not established:
+                self._ingot_negotiated = False
+                self.clientsessionid = request[4:8]
+                self.close_server_session()
             status = RMCP_STATUS_ILLEGAL_PARAMETER if algorithms is None else RMCP_STATUS_NO_CIPHER_SUITE_MATCH
-            return bytearray([request[0], status, 0, 0]) + self.clientsessionid
+            return bytearray([request[0], status, 0, 0]) + request[4:8]
         self._ingot_negotiated = True
         return originals['create_open_session_response'](self, request)
+
+    def _got_rmcp_openrequest(self, data):
+        # An Open Session Request from a client address that already has a session here (pyghmi's
+        # re-login from the same socket, or a stray request).  Stock pyghmi sent the answer through
+        # the session's integrity and encryption, which no client can read.  A refused proposal
+        # leaves an established session alone; an accepted one replaces it.
+        response = self.create_open_session_response(bytearray(data))
+        if response[1] == 0:
+            self._ingot_established = False
+            self.integrityalgo = 0
+            self.confalgo = 0
+            self.sessionid = 0
+            self.sequencenumber = 0
+            self.remseqnumber = None    # else the new session's first sequence numbers look replayed
+        _send_plain(self, response, 'rmcpplusopenresponse')
+
+    def _send_plain(self, payload, payload_type):
+        packet = (bytearray(b'\x06\x00\xff\x07\x06') + bytes([constants.payload_types[payload_type]]) + bytes(8)
+                  + struct.pack('<H', len(payload)) + payload)
+        S._io_sendto(self.socket, packet, self.sockaddr)
 
     def _send_rakp_error(self, payload_type, clienttag, status):
         self.send_payload(bytearray([clienttag, status, 0, 0]) + self.clientsessionid,
                           constants.payload_types[payload_type], retry=False)
         self.close_server_session()
 
+    def _for_this_handshake(self, data, length):
+        """Is this RAKP message for the session being negotiated (by its BMC session id)?"""
+        return (getattr(self, '_ingot_negotiated', False) and not getattr(self, '_ingot_established', False)
+                and len(data) >= length and bytes(data[4:8]) == bytes(getattr(self, 'managedsessionid', b'')))
+
     def _got_rakp1(self, data):
-        if not getattr(self, '_ingot_negotiated', False) or len(data) < 28:
+        if not _for_this_handshake(self, data, 28):
             return
         clienttag = data[0]
         self.Rm = data[8:24]
@@ -354,7 +383,8 @@ def _server_fixes():
         self.send_payload(newmessage, constants.payload_types['rakp2'], retry=False)
 
     def _got_rakp3(self, data):
-        if getattr(self, 'kuid', None) is None or getattr(self, 'Rc', None) is None or len(data) < 8:
+        if (not _for_this_handshake(self, data, 8) or getattr(self, 'kuid', None) is None
+                or getattr(self, 'Rc', None) is None):
             return
         clienttag = data[0]
         if data[1] != 0:
@@ -420,6 +450,7 @@ def _server_fixes():
     return [
         (ServerSession, '__init__', __init__, 8),
         (ServerSession, 'create_open_session_response', create_open_session_response, 1),
+        (ServerSession, '_got_rmcp_openrequest', _got_rmcp_openrequest, 1),
         (ServerSession, '_got_rakp1', _got_rakp1, 2),
         (ServerSession, '_got_rakp3', _got_rakp3, 2),
         (ServerSession, 'close_server_session', close_server_session, 8),
@@ -613,6 +644,13 @@ def wake_io_thread():
 
 
 _server_waiter = None
+
+
+def wake_server_loop():
+    """Make a :func:`serve_once` waiting now return at once (e.g. from a signal handler)."""
+    waiter = _server_waiter
+    if waiter is not None:
+        waiter.set()
 
 
 def serve_once(timeout):

@@ -121,10 +121,15 @@ class RmcpClient:
                               lambda d: (self._v2_payload(d, PAYLOAD_OPEN_RESPONSE) or b'\xff')[0] == tag)
         return self._v2_payload(reply, PAYLOAD_OPEN_RESPONSE)
 
-    def open_session(self, user, password, suite=3, privilege=ADMINISTRATOR):
-        """Run the whole RMCP+ handshake; return a :class:`Session` (raises RmcpError)."""
+    def open_session(self, user, password, suite=3, privilege=ADMINISTRATOR, set_privilege=True,
+                     rakp3_password=None):
+        """Run the whole RMCP+ handshake; return a :class:`Session` (raises RmcpError).
+
+        ``set_privilege`` False skips Set Session Privilege Level; ``rakp3_password`` computes
+        RAKP3 with another password (to see how the BMC answers a bad RAKP3)."""
         user = user.encode() if isinstance(user, str) else user
         password = password.encode() if isinstance(password, str) else password
+        rakp3_key = password if rakp3_password is None else rakp3_password.encode()
         console_sid = os.urandom(4)
         response = self.open_request(suite, tag=1, console_sid=console_sid)
         if response[1] != 0:
@@ -145,7 +150,7 @@ class RmcpClient:
             raise RmcpError('RAKP2 HMAC mismatch (wrong password)')
         sik = hmac.new(password, rm + rc + bytes([role, len(user)]) + user, hashlib.sha1).digest()
         rakp3 = (bytes([3, 0, 0, 0]) + bmc_sid
-                 + hmac.new(password, rc + console_sid + bytes([role, len(user)]) + user, hashlib.sha1).digest())
+                 + hmac.new(rakp3_key, rc + console_sid + bytes([role, len(user)]) + user, hashlib.sha1).digest())
         reply = self.exchange(self._v2_packet(PAYLOAD_RAKP3, rakp3),
                               lambda d: (self._v2_payload(d, PAYLOAD_RAKP4) or b'\xff')[0] == 3)
         rakp4 = self._v2_payload(reply, PAYLOAD_RAKP4)
@@ -155,9 +160,10 @@ class RmcpClient:
                                    bytes(rakp4[8:20])):
             raise RmcpError('RAKP4 integrity check mismatch')
         session = Session(self, console_sid, bmc_sid, sik)
-        code, data = session.command(0x06, 0x3B, [privilege])   # Set Session Privilege Level
-        if code:
-            raise RmcpError('Set Session Privilege Level: completion code 0x%02x' % code)
+        if set_privilege:
+            code, data = session.command(0x06, 0x3B, [privilege])   # Set Session Privilege Level
+            if code:
+                raise RmcpError('Set Session Privilege Level: completion code 0x%02x' % code)
         return session
 
 

@@ -9,6 +9,7 @@ SIGHUP forces it) and pyghmi's IO thread is checked.  No exception leaves the lo
 
 import contextlib
 import heapq
+import importlib.util
 import itertools
 import logging
 import os
@@ -18,10 +19,10 @@ import sys
 import time
 
 from ingot_lab import pyghmi_server_fixes as fixes
+from ingot_lab.faults import Faults
 from ingot_lab.machines import create_machine
 from ingot_lab.probe import probe
-from ingot_lab.state import Lab, LabError
-from ingot_lab.vbmc import Faults, VirtualBmc
+from ingot_lab.state import LabError
 
 log = logging.getLogger('ingot_lab.server')
 
@@ -64,6 +65,7 @@ class VbmcServer:
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self):
+        from ingot_lab.vbmc import VirtualBmc
         report = fixes.apply()
         log.info('pyghmi %s, fixes applied: %s; shared fixes: %s', report['version'], report['applied'],
                  report['shared'])
@@ -132,9 +134,11 @@ class VbmcServer:
 
     def request_stop(self, *_):
         self._stop = True
+        fixes.wake_server_loop()
 
     def request_reload(self, *_):
         self._reload = True
+        fixes.wake_server_loop()
 
     def serve_forever(self):
         from pyghmi.ipmi.private import session
@@ -244,6 +248,9 @@ def start(lab, processes=1, timeout=30.0, python=None):
     started) when a process fails or a BMC does not answer within ``timeout`` seconds.
     """
     python = python or sys.executable
+    if python == sys.executable and importlib.util.find_spec('pyghmi') is None:
+        raise LabError('pyghmi is not installed for %s: run ingot-lab with a python that has it '
+                       '(e.g. a virtualenv with "pip install pyghmi==%s")' % (python, fixes.PINNED_PYGHMI))
     deadline = time.monotonic() + timeout
     with lab.locked():
         lab.clean_stale_shards()

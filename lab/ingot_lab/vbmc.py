@@ -19,7 +19,6 @@ Anything else is answered "invalid command" (0xc1).  Faults (drop, delay, max_se
 applied per packet by :meth:`VirtualBmc.packet_hook`.
 """
 
-import dataclasses
 import ipaddress
 import logging
 import random
@@ -30,6 +29,7 @@ import uuid
 import pyghmi.ipmi.bmc
 
 from ingot_lab import pyghmi_server_fixes as fixes
+from ingot_lab.faults import Faults
 from ingot_lab.machines import BOOT_DEVICE_SELECTORS, PowerStateError
 from ingot_lab.records import SdrRepository, encode_fru
 
@@ -83,28 +83,6 @@ class Completion(Exception):
     def __init__(self, code):
         super().__init__(code)
         self.code = code
-
-
-@dataclasses.dataclass
-class Faults:
-    """Per-BMC faults: ``drop`` share (0..1) of incoming packets silently dropped, ``delay`` seconds
-    before each packet is handled (so before its reply), ``max_sessions`` (None: no limit) after
-    which an Open Session Request is refused with RMCP+ status 0x01, like a BMC out of slots."""
-
-    drop: float = 0.0
-    delay: float = 0.0
-    max_sessions: int = None
-
-    @classmethod
-    def from_dict(cls, data):
-        data = data or {}
-        max_sessions = data.get('max_sessions')
-        return cls(drop=min(1.0, max(0.0, float(data.get('drop', 0) or 0))),
-                   delay=max(0.0, float(data.get('delay', 0) or 0)),
-                   max_sessions=int(max_sessions) if max_sessions not in (None, '') else None)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 def _ip_bytes(address):

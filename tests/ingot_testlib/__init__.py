@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -48,6 +49,8 @@ def ansible_env(extra: dict | None = None) -> dict:
         'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'False',
         'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
         'ANSIBLE_DEPRECATION_WARNINGS': 'False',
+        'ANSIBLE_NOCOLOR': 'True',
+        'ANSIBLE_FORCE_COLOR': 'False',
     }
     if extra:
         env.update(extra)
@@ -136,8 +139,10 @@ def run_playbook(playbook, inventory, extravars=None, forks=5, verbosity=0, chec
     if limit:
         cmdline += ['--limit', limit]
     start = time.monotonic()
+    if not re.match(r'^[a-z0-9_]+\.[a-z0-9_]+\.[a-z0-9_]+$', playbook):  # not a collection playbook's FQCN
+        playbook = os.path.abspath(playbook)
     r = ansible_runner.run(
-        private_data_dir=workdir, playbook=os.path.abspath(playbook), inventory=os.path.abspath(inventory),
+        private_data_dir=workdir, playbook=playbook, inventory=os.path.abspath(inventory),
         extravars=extravars or {}, envvars=ansible_env(envvars), forks=forks, verbosity=verbosity,
         cmdline=' '.join(cmdline) or None, quiet=True, event_handler=on_event, timeout=timeout,
         rotate_artifacts=0)

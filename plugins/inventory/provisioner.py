@@ -22,8 +22,8 @@ description:
     C(ingot_owner), C(ingot_allocation_name), C(ingot_image), C(ingot_ssh_host_keys) (to pin), C(ingot_docker_url)
     (once set), C(ingot_last_error) (when set), C(ingot_power) (with O(bmc_power)).
   - Every value from the registry is marked unsafe, so it is never templated, whatever it contains.
-  - The inventory source is a YAML file whose name ends in C(ingot.yml), C(ingot.yaml), C(provisioner.yml) or
-    C(provisioner.yaml), with C(plugin: ingot.metal.provisioner).
+  - "The inventory source is a YAML file whose name ends in C(ingot.yml), C(ingot.yaml), C(provisioner.yml) or
+    C(provisioner.yaml), with C(plugin: ingot.metal.provisioner)."
 author:
   - ingot.metal contributors
 extends_documentation_fragment:

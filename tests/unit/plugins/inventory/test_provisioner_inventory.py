@@ -1,0 +1,309 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, ingot.metal contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ingot.metal.provisioner inventory plugin, on a real InventoryData over the in-memory provisioner.
+
+Expected groups and host variables, host naming, filters, unsafe marking (a node whose name and tags are
+Jinja2 is never templated), constructed variables and groups with strict, the cache, live power from
+(fake) BMCs, and errors.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
+
+from ansible_collections.ingot.metal.plugins.inventory.provisioner import InventoryModule, make_unsafe
+from ansible_collections.ingot.metal.tests.unit.plugins.module_utils.provisioner_fake import TOKEN
+
+EVIL = "{{ lookup('pipe', 'id') }}"
+
+
+def rack(fake):
+    fake.add_node('r3-n01', pool='rack3', tags=['ssd'], bmc={'address': '10.0.3.101', 'port': 623, 'protocol': 'ipmi'})
+    fake.add_node('r3-n02', pool='rack3', state='allocated', owner='ci', allocation_name='builder1',
+                  bmc={'address': '10.0.3.102', 'port': 623, 'protocol': 'ipmi'})
+    fake.add_node('r4-n01', pool='rack4', state='deployed', owner='ci', allocation_name='web1', image='debian-12',
+                  ip_address='10.0.4.31', docker_url='tcp://10.0.4.31:2376',
+                  ssh_host_keys={'ed25519': 'ssh-ed25519 AAAA'},
+                  facts={'cpus': 32, 'memory_mib': 131072, 'disk_gib': 900},
+                  bmc={'address': '10.0.4.101', 'port': 443, 'protocol': 'redfish'})
+    fake.add_node('node-020000000099', state='discovered', pool='default', bmc=None)
+    fake.add_node('r4-n02', pool='rack4', maintenance=True, maintenance_reason='DIMM errors')
+
+
+def members(inventory, group):
+    return sorted(h.name for h in inventory.groups[group].get_hosts())
+
+
+def hostvars(inventory, host):
+    return inventory.get_host(host).get_vars()
+
+
+# ---------------------------------------------------------------- verify_file
+@pytest.mark.parametrize('name, ok', [
+    ('lab.ingot.yml', True), ('ingot.yaml', True), ('rack.provisioner.yml', True), ('provisioner.yaml', True),
+    ('inventory.yml', False), ('lab.ingot.json', False), ('hosts', False), ('ingot.yml.bak', False),
+])
+def test_verify_file_accepts_only_its_suffixes(tmp_path, name, ok):
+    path = tmp_path / name
+    path.write_text('plugin: ingot.metal.provisioner\n')
+    assert InventoryModule().verify_file(str(path)) is ok
+
+
+def test_verify_file_needs_the_file(tmp_path):
+    assert not InventoryModule().verify_file(str(tmp_path / 'missing.ingot.yml'))
+
+
+# ---------------------------------------------------------------- groups and vars
+def test_hosts_groups_and_vars(fake, make_plugin):
+    rack(fake)
+    plugin, inventory, parse = make_plugin({})
+    parse()
+    assert sorted(inventory.hosts) == ['builder1', 'node-020000000099', 'r3-n01', 'r4-n02', 'web1']
+    assert members(inventory, 'state_ready') == ['r3-n01', 'r4-n02']
+    assert members(inventory, 'state_allocated') == ['builder1']
+    assert members(inventory, 'state_deployed') == ['web1']
+    assert members(inventory, 'state_discovered') == ['node-020000000099']
+    assert members(inventory, 'pool_rack3') == ['builder1', 'r3-n01']
+    assert members(inventory, 'pool_rack4') == ['r4-n02', 'web1']
+    assert members(inventory, 'pool_default') == ['node-020000000099']
+    assert members(inventory, 'maintenance') == ['r4-n02']
+    assert 'power_on' not in inventory.groups
+
+    web = hostvars(inventory, 'web1')
+    rec = fake.node('r4-n01')
+    assert web['ansible_host'] == '10.0.4.31'
+    assert (web['bmc_host'], web['bmc_port'], web['bmc_protocol']) == ('10.0.4.101', 443, 'redfish')
+    assert web['ingot_node'] == 'r4-n01' and web['ingot_node_id'] == rec['id']
+    assert web['ingot_state'] == 'deployed' and web['ingot_owner'] == 'ci' and web['ingot_allocation_name'] == 'web1'
+    assert web['ingot_docker_url'] == 'tcp://10.0.4.31:2376' and web['ingot_image'] == 'debian-12'
+    assert web['ingot_facts'] == {'cpus': 32, 'memory_mib': 131072, 'disk_gib': 900}
+    assert web['ingot_macs'] == rec['macs'] and web['ingot_ssh_host_keys'] == {'ed25519': 'ssh-ed25519 AAAA'}
+    assert web['ingot_pool'] == 'rack4' and web['ingot_tags'] == [] and web['ingot_maintenance'] is False
+
+    builder = hostvars(inventory, 'builder1')
+    assert 'ansible_host' not in builder and 'ingot_docker_url' not in builder   # not deployed, not set
+    assert builder['ingot_node'] == 'r3-n02'
+    assert 'bmc_host' not in hostvars(inventory, 'node-020000000099')
+    assert hostvars(inventory, 'r4-n02')['ingot_maintenance_reason'] == 'DIMM errors'
+    for host in inventory.hosts.values():
+        assert not any('password' in k for k in host.get_vars())
+
+
+def test_pages_are_large_and_few(fake, make_plugin):
+    for i in range(2500):
+        fake.add_node('n%04d' % i)
+    plugin, inventory, parse = make_plugin({'page_size': 1000})
+    parse()
+    assert len(inventory.hosts) == 2500
+    assert sorted(int(q['offset']) for m, p, q, b in fake.requests) == [0, 1000, 2000]
+
+
+def test_allocation_names_used_twice_fall_back_to_node_names(fake, make_plugin, monkeypatch):
+    fake.add_node('n1', state='allocated', owner='alice', allocation_name='builder1')
+    fake.add_node('n2', state='allocated', owner='bob', allocation_name='builder1')
+    fake.add_node('n3', state='allocated', owner='bob', allocation_name='n4')
+    fake.add_node('n4')
+    fake.add_node('n5', state='allocated', owner='bob', allocation_name='web')
+    warnings = []
+    plugin, inventory, parse = make_plugin({})
+    monkeypatch.setattr(plugin.display, 'warning', lambda msg, *a, **k: warnings.append(msg))
+    parse()
+    assert sorted(inventory.hosts) == ['n1', 'n2', 'n3', 'n4', 'web']
+    assert 'builder1 (node n1 of alice)' in warnings[0] and 'n4 (node n3 of bob)' in warnings[0]
+
+
+# ---------------------------------------------------------------- filters
+def test_one_state_and_pool_are_asked_of_the_service(fake, make_plugin):
+    rack(fake)
+    plugin, inventory, parse = make_plugin({'states': ['ready'], 'pools': ['rack3']})
+    parse()
+    assert sorted(inventory.hosts) == ['r3-n01']
+    query = fake.requests[0][2]
+    assert query['state'] == 'ready' and query['pool'] == 'rack3'
+
+
+def test_several_states_are_filtered_here(fake, make_plugin):
+    rack(fake)
+    plugin, inventory, parse = make_plugin({'states': ['deployed', 'allocated'], 'include_maintenance': False})
+    parse()
+    assert sorted(inventory.hosts) == ['builder1', 'web1']
+    assert 'state' not in fake.requests[0][2]
+
+
+def test_maintenance_can_be_left_out(fake, make_plugin):
+    rack(fake)
+    plugin, inventory, parse = make_plugin({'include_maintenance': False})
+    parse()
+    assert 'r4-n02' not in inventory.hosts and 'maintenance' not in inventory.groups
+
+
+# ---------------------------------------------------------------- unsafe
+def _trusted(text):
+    try:
+        from ansible.template import trust_as_template  # ansible-core >= 2.19
+    except ImportError:  # pragma: no cover - older ansible-core: every plain string is a template
+        return text
+    return trust_as_template(text)
+
+
+def test_registry_values_are_never_templated(fake, make_plugin, monkeypatch):
+    monkeypatch.setattr('subprocess.Popen.__init__', lambda *a, **k: pytest.fail('a lookup ran: %r' % (a,)))
+    fake.add_node(EVIL, pool=EVIL, tags=[EVIL, 'ok'], facts={'note': EVIL, EVIL: 1}, docker_url=EVIL,
+                  state='deployed', owner=EVIL, allocation_name=EVIL + 'x', ip_address='10.0.0.9',
+                  bmc={'address': EVIL, 'port': 623, 'protocol': 'ipmi'})
+    plugin, inventory, parse = make_plugin({})
+    parse()
+    host = EVIL + 'x'
+    assert list(inventory.hosts) == [host]
+    hv = hostvars(inventory, host)
+    templar = Templar(loader=DataLoader(), variables=hv)
+    for var in ('ingot_node', 'ingot_owner', 'ingot_pool', 'ingot_docker_url', 'bmc_host'):
+        assert templar.template(_trusted('{{ %s }}' % var)) == EVIL, var
+    assert templar.template(_trusted('{{ ingot_tags }}')) == [EVIL, 'ok']
+    assert templar.template(_trusted('{{ ingot_facts }}')) == {'note': EVIL, EVIL: 1}
+    # the group names made of registry values are sanitised, never evaluated
+    assert any(g.startswith('pool_') and 'lookup' in g for g in inventory.groups)
+
+
+def test_make_unsafe_strips_trust():
+    try:
+        from ansible.template import is_trusted_as_template, trust_as_template
+    except ImportError:  # pragma: no cover - older ansible-core
+        from ansible.utils.unsafe_proxy import AnsibleUnsafe
+        assert isinstance(make_unsafe({'a': [EVIL]})['a'][0], AnsibleUnsafe)
+        return
+    value = make_unsafe({'a': [trust_as_template(EVIL)], 'b': trust_as_template(EVIL)})
+    assert not is_trusted_as_template(value['a'][0]) and not is_trusted_as_template(value['b'])
+    assert value == {'a': [EVIL], 'b': EVIL}
+
+
+# ---------------------------------------------------------------- constructed
+def test_compose_groups_and_keyed_groups(fake, make_plugin):
+    rack(fake)
+    plugin, inventory, parse = make_plugin({
+        'compose': {'docker_host': 'ingot_docker_url', 'cpus': 'ingot_facts.cpus'},
+        'groups': {'big': 'ingot_facts.memory_mib >= 65536', 'composed': 'docker_host is defined'},
+        'keyed_groups': [{'key': 'ingot_tags', 'prefix': 'tag'},
+                         {'key': 'ingot_owner', 'prefix': 'owner', 'default_value': 'none'}],
+    })
+    parse()
+    assert hostvars(inventory, 'web1')['docker_host'] == 'tcp://10.0.4.31:2376'
+    assert hostvars(inventory, 'web1')['cpus'] == 32
+    assert members(inventory, 'big') == ['web1']
+    assert members(inventory, 'composed') == ['web1']
+    assert members(inventory, 'tag_ssd') == ['r3-n01']
+    assert members(inventory, 'owner_ci') == ['builder1', 'web1']
+    assert 'r3-n01' in members(inventory, 'owner_none')
+
+
+def test_strict_makes_a_bad_expression_fatal(fake, make_plugin):
+    rack(fake)
+    plugin, inventory, parse = make_plugin({'compose': {'x': 'ingot_facts.no_such_fact.deeper'}, 'strict': True})
+    with pytest.raises(AnsibleError) as e:
+        parse()
+    assert 'Could not set x for host' in str(e.value)
+    plugin, inventory, parse = make_plugin({'compose': {'x': 'ingot_facts.no_such_fact.deeper'}, 'strict': False})
+    parse()
+    assert 'x' not in hostvars(inventory, 'web1') and len(inventory.hosts) == 5
+
+
+# ---------------------------------------------------------------- cache
+def test_cache_per_url_and_filters(fake, make_plugin, tmp_path):
+    rack(fake)
+    cache = {'cache': True, 'cache_plugin': 'jsonfile', 'cache_connection': str(tmp_path / 'cache'),
+             'cache_timeout': 600}
+    plugin, inventory, parse = make_plugin(cache)
+    parse(cache=True)
+    plugin.update_cache_if_changed()
+    fetched = len(fake.requests)
+    assert fetched == 1
+    # a new run: served from the cache, same inventory
+    plugin2, inventory2, parse2 = make_plugin(cache)
+    parse2(cache=True)
+    assert len(fake.requests) == fetched
+    assert sorted(inventory2.hosts) == sorted(inventory.hosts)
+    assert hostvars(inventory2, 'web1')['ansible_host'] == '10.0.4.31'
+    assert members(inventory2, 'state_ready') == ['r3-n01', 'r4-n02']
+    # other filters: another cache entry
+    plugin3, inventory3, parse3 = make_plugin(dict(cache, states=['deployed']))
+    parse3(cache=True)
+    assert len(fake.requests) == fetched + 1 and sorted(inventory3.hosts) == ['web1']
+    assert plugin3.cache_key() != plugin2.cache_key()
+    # --flush-cache (cache=False): fetched again and the entry refreshed
+    fake.add_node('late-one')
+    plugin4, inventory4, parse4 = make_plugin(cache)
+    parse4(cache=False)
+    plugin4.update_cache_if_changed()
+    assert 'late-one' in inventory4.hosts
+    plugin5, inventory5, parse5 = make_plugin(cache)
+    parse5(cache=True)
+    assert 'late-one' in inventory5.hosts
+
+
+def test_the_cache_key_never_holds_the_token(fake, make_plugin):
+    plugin, inventory, parse = make_plugin({'provisioner_token': TOKEN})
+    parse()
+    other, _, parse_other = make_plugin({'provisioner_token': 'another-token-x'})
+    with pytest.raises(AnsibleParserError) as e:
+        parse_other()
+    assert 'another-token-x' not in str(e.value)
+    assert plugin.cache_key() == other.cache_key()
+    assert TOKEN not in plugin.cache_key()
+
+
+# ---------------------------------------------------------------- live power
+def test_live_power_from_the_bmcs(fake, make_plugin, lab, monkeypatch):
+    fake.add_node('n1', bmc={'address': '10.0.3.101', 'port': 623, 'protocol': 'ipmi'})
+    fake.add_node('n2', bmc={'address': '10.0.3.102', 'port': 623, 'protocol': 'ipmi'})
+    fake.add_node('n3', bmc={'address': '10.0.3.103', 'port': 623, 'protocol': 'ipmi'})
+    fake.add_node('n4', bmc=None)
+    lab.add('10.0.3.101', power='on', password='pw-of-bmc')
+    lab.add('10.0.3.102', power='off', password='pw-of-bmc')
+    plugin, inventory, parse = make_plugin({'bmc_power': True, 'bmc_user': 'admin', 'bmc_password': 'pw-of-bmc',
+                                            'bmc_timeout': 1})
+    warnings = []
+    monkeypatch.setattr(plugin.display, 'warning', lambda msg, *a, **k: warnings.append(msg))
+    parse()
+    assert hostvars(inventory, 'n1')['ingot_power'] == 'on'
+    assert hostvars(inventory, 'n2')['ingot_power'] == 'off'
+    assert hostvars(inventory, 'n3')['ingot_power'] is None and hostvars(inventory, 'n4')['ingot_power'] is None
+    assert members(inventory, 'power_on') == ['n1'] and members(inventory, 'power_off') == ['n2']
+    assert len(warnings) == 1 and warnings[0].startswith('ingot.metal.provisioner inventory: 1 of 3 BMCs did not')
+    assert 'pw-of-bmc' not in warnings[0]
+
+
+def test_live_power_is_bounded_by_the_deadline(fake, make_plugin, lab, monkeypatch):
+    fake.add_node('n1', bmc={'address': '10.0.3.101', 'port': 623, 'protocol': 'ipmi'})
+    lab.add('10.0.3.101', power='on').hang = True
+    plugin, inventory, parse = make_plugin({'bmc_power': True, 'bmc_user': 'admin', 'bmc_password': 'secret',
+                                            'bmc_timeout': 30, 'bmc_deadline': 0.5})
+    warnings = []
+    monkeypatch.setattr(plugin.display, 'warning', lambda msg, *a, **k: warnings.append(msg))
+    parse()
+    assert hostvars(inventory, 'n1')['ingot_power'] is None
+    assert 'did not finish within bmc_deadline=0.5s' in warnings[0]
+
+
+# ---------------------------------------------------------------- errors
+def test_an_unreachable_service_is_a_clear_parser_error(fake, make_plugin):
+    fake.faults = ['refused'] * 10
+    plugin, inventory, parse = make_plugin({'provisioner_retries': 1})
+    with pytest.raises(AnsibleParserError) as e:
+        parse()
+    assert str(e.value).startswith('ingot.metal.provisioner inventory: the provisioner at '
+                                   'http://provisioner.test:8080 refused the connection while listing nodes')
+
+
+def test_no_url_is_a_clear_parser_error(fake, make_plugin, monkeypatch):
+    monkeypatch.delenv('INGOT_PROVISIONER_URL')
+    plugin, inventory, parse = make_plugin({})
+    with pytest.raises(AnsibleParserError) as e:
+        parse()
+    assert 'INGOT_PROVISIONER_URL' in str(e.value)

@@ -161,11 +161,16 @@ class Server:
         self.proc = None
         self.log_path = os.path.join(self.workdir, f"server-{self.port}.log")
 
-    def start(self, timeout=30):
+    def launch(self):
         os.makedirs(os.path.join(self.workdir, "images"), exist_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
         self.proc = subprocess.Popen([sys.executable, "-m", "ingot_provisioner", "serve"], env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    def start(self, timeout=60):
+        if self.proc is None:
+            self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -210,10 +215,11 @@ class Server:
 def server_factory(tmp_path):
     servers = []
 
-    def factory(workdir=None, **kwargs):
+    def factory(workdir=None, wait=True, **kwargs):
+        """A started server; with wait=False only launched (call .start() to wait for it)."""
         srv = Server(workdir or tmp_path, **kwargs)
         servers.append(srv)
-        return srv.start()
+        return srv.start() if wait else srv.launch()
 
     yield factory
     for srv in servers:

@@ -249,6 +249,10 @@ def allocate(db: Database, req: schemas.AllocationRequest, request: str) -> tupl
     for _attempt in range(3):
         try:
             with db.write() as s:
+                if db.is_postgres:
+                    # requests for the same (owner, name) queue up here, so the second one sees the first's
+                    # node instead of skipping its locked row and finding nothing
+                    s.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"{req.owner}|{req.name}"))))
                 existing = s.scalars(select(Node).where(Node.owner == req.owner,
                                                         Node.allocation_name == req.name)).first()
                 if existing is not None:

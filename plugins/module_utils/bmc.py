@@ -211,7 +211,11 @@ class BmcClient:
             return lambda der: True
         if not self.ca_path:
             return None
-        ctx = ssl.create_default_context(cafile=self.ca_path)
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca_path)
+        except (OSError, ssl.SSLError) as e:
+            raise BmcError(self.name, INVALID, 'cannot read the CA file bmc_ca_path=%s: %s' % (self.ca_path, e),
+                           'give a readable PEM file of the CA that signed the BMC certificate')
         try:
             with socket.create_connection((self.host, self.port), timeout=min(self.timeout, 10)) as raw:
                 with ctx.wrap_socket(raw, server_hostname=self.host) as tls:
@@ -235,7 +239,10 @@ class BmcClient:
         if isinstance(exc, ssl.SSLCertVerificationError):
             return (CERTIFICATE, 'its TLS certificate is not trusted: %s' % exc.verify_message,
                     'set bmc_ca_path or bmc_cert_fingerprint, or bmc_validate_certs=false for a lab', False)
-        if 'incorrect password' in low or 'unauthorized name' in low or '401' in low or 'access denied' in low \
+        if isinstance(exc, pyghmi_exc.UnsupportedFunctionality):
+            return (UNSUPPORTED, 'does not support %s: %s' % (what, text), None, False)
+        if 'incorrect password' in low or 'unauthorized name' in low or re.search(r'\b401\b', low) \
+                or 'access denied' in low \
                 or 'unauthorized' in low or 'invalid credentials' in low:
             return (AUTH, 'refused the credentials of user %r while %s' % (self.user, what),
                     'check bmc_user and bmc_password', False)
@@ -341,7 +348,7 @@ class BmcClient:
     def get_boot(self):
         def read(c):
             if self.protocol == 'redfish':
-                c._urlcache.clear()  # pyghmi caches GETs for 30 s; a read must see the BMC now
+                return _redfish_boot(c._do_web_request(c.sysurl, cache=False).get('Boot') or {})
             info = c.get_bootdev()
             dev = info.get('bootdev')
             return {
@@ -422,15 +429,35 @@ class BmcClient:
         if self.protocol == 'redfish':
             def read(c):
                 found = []
-                for nic in c.list_network_interface_names() or []:
-                    found.append(nic)
+                system = c._do_web_request(c.sysurl, cache=False)
+                link = (system.get('EthernetInterfaces') or {}).get('@odata.id')
+                if not link:
+                    return found
+                for member in c._do_web_request(link, cache=False).get('Members', []):
+                    nic = c._do_web_request(member['@odata.id'], cache=False)
+                    mac = (nic.get('MACAddress') or nic.get('PermanentMACAddress') or '').lower()
+                    if mac and mac not in found:
+                        found.append(mac)
                 return found
-            try:
-                return self.call('reading the network interfaces', read)
-            except BmcError:
-                return []
+            return self.call('reading the network interfaces', read)
         fru = fru if fru is not None else self.fru()
         return fru.get('macs', [])
+
+
+_REDFISH_TARGETS = {'Pxe': 'pxe', 'UefiHttp': 'pxe', 'Hdd': 'disk', 'Cd': 'cdrom', 'BiosSetup': 'bios',
+                    'None': 'default', 'Usb': 'usb', 'Floppy': 'usb'}
+
+
+def _redfish_boot(boot):
+    """The boot override from a Redfish ComputerSystem's ``Boot``, tolerant of what BMCs leave out."""
+    enabled = boot.get('BootSourceOverrideEnabled')
+    mode = boot.get('BootSourceOverrideMode')
+    uefi = {'UEFI': True, 'Legacy': False}.get(mode)
+    if enabled in (None, 'Disabled'):
+        return {'device': 'default', 'persistent': True, 'uefi': uefi}
+    target = boot.get('BootSourceOverrideTarget') or 'None'
+    return {'device': _REDFISH_TARGETS.get(target, str(target).lower()), 'persistent': enabled == 'Continuous',
+            'uefi': uefi}
 
 
 def _text(v):

@@ -141,7 +141,8 @@ def op_boot(client, params, check_mode):
     before = client.get_boot()
     want_uefi = params.get('uefi')
     if want_uefi is None:
-        want_uefi = bool(before.get('uefi'))
+        # Keep the current mode; when the BMC does not say (None), leave it to the BMC.
+        want_uefi = before.get('uefi')
     desired = {'device': params['device'], 'persistent': params['persistent'], 'uefi': want_uefi}
     if desired['device'] == 'default':
         changed = before['device'] != 'default'
@@ -149,7 +150,7 @@ def op_boot(client, params, check_mode):
                    'uefi': before.get('uefi')}
     else:
         changed = (before['device'] != desired['device'] or before['persistent'] != desired['persistent']
-                   or bool(before.get('uefi')) != desired['uefi'])
+                   or (want_uefi is not None and bool(before.get('uefi')) != want_uefi))
     after = desired if changed else before
     if changed and not check_mode:
         client.set_boot(desired['device'], persistent=desired['persistent'], uefi=desired['uefi'])
@@ -198,6 +199,17 @@ def op_info(client, params, check_mode):
 OPERATIONS = {'power': op_power, 'boot': op_boot, 'info': op_info}
 
 
+def protect_fleet_secrets(module):
+    """Register the passwords given inside ``bmcs`` entries as no_log values of ``module``.
+
+    ``bmcs`` is a list of raw elements (dicts or host names), so AnsibleModule cannot know that an
+    entry's ``password`` is a secret.
+    """
+    for item in module.params.get('bmcs') or []:
+        if isinstance(item, dict) and item.get('password') not in (None, ''):
+            module.no_log_values.add(str(item['password']))
+
+
 # ---------------------------------------------------------------- execution
 def _run_one(op, params, check_mode, name):
     client = client_from_params(params, name=name)
@@ -224,6 +236,7 @@ def _fleet(op, params, check_mode):
     items = params['bmcs']
     jobs = []
     errors = {}
+    seen = {}
     for index, item in enumerate(items):
         try:
             valid = _validate_item(item, index)
@@ -232,6 +245,12 @@ def _fleet(op, params, check_mode):
             continue
         name = valid.get('name') or '%s:%s' % (valid['host'], valid.get('port') or '')
         name = name.rstrip(':')
+        if name in seen:
+            errors['%s (bmcs[%d])' % (name, index)] = BmcError(
+                name, INVALID, 'bmcs[%d] has the same name as bmcs[%d]' % (index, seen[name]),
+                'give each bmcs entry its own name')
+            continue
+        seen[name] = index
         merged = dict(params)
         merged.update(fleet_item_params(valid, params))
         jobs.append((name, merged))

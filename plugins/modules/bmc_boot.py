@@ -121,11 +121,12 @@ summary:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import HAS_PYGHMI, PYGHMI_IMPORT_ERROR
-from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, argument_spec, execute
+from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, argument_spec, execute, protect_fleet_secrets
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec('boot'), supports_check_mode=True, **ARG_RULES)
+    protect_fleet_secrets(module)
     if not HAS_PYGHMI:
         module.fail_json(msg=missing_required_lib('pyghmi'), exception=PYGHMI_IMPORT_ERROR)
     result = execute('boot', module.params, module.check_mode)

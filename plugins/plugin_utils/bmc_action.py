@@ -32,7 +32,7 @@ def _scrub(value, secrets):
     if isinstance(value, list):
         return [_scrub(v, secrets) for v in value]
     if isinstance(value, str):
-        for s in secrets:
+        for s in (str(x) for x in secrets if x is not None):
             # A secret of one or two characters would mask half of every message, and protects nothing.
             if s and len(s) > 2 and s in value:
                 value = value.replace(s, '********')

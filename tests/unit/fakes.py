@@ -349,6 +349,7 @@ class FakeRedfishCommand(_FakeCommandBase):
             self.sysurl: {'Id': '1', 'UUID': str(m.guid), 'Manufacturer': 'Ingot', 'Model': 'Lab Server',
                           'SerialNumber': 'SN-%s' % m.host, 'PartNumber': 'LS-1',
                           'PowerState': 'On' if m.power == 'on' else 'Off',
+                          'Boot': self._boot_resource(),
                           'EthernetInterfaces': {'@odata.id': self.sysurl + '/EthernetInterfaces'}},
             self.sysurl + '/EthernetInterfaces': {
                 'Members': [{'@odata.id': self.sysurl + '/EthernetInterfaces/NIC%d' % i}
@@ -364,6 +365,17 @@ class FakeRedfishCommand(_FakeCommandBase):
         for n in m.bmc_nics:
             tree[self._bmcurl + '/EthernetInterfaces/' + n] = {'Id': n, 'MACAddress': '02:00:00:00:00:99'}
         return tree
+
+    def _boot_resource(self):
+        b = self._m.boot
+        if b['device'] == 'default':
+            return {'BootSourceOverrideEnabled': 'Disabled', 'BootSourceOverrideTarget': 'None'}
+        target = {'network': 'Pxe', 'hd': 'Hdd', 'optical': 'Cd', 'setup': 'BiosSetup'}[PYGHMI_BOOT[b['device']]]
+        boot = {'BootSourceOverrideEnabled': 'Continuous' if b['persistent'] else 'Once',
+                'BootSourceOverrideTarget': target}
+        if b['uefi'] is not None:
+            boot['BootSourceOverrideMode'] = 'UEFI' if b['uefi'] else 'Legacy'
+        return boot
 
     def _do_web_request(self, url, payload=None, method=None, cache=True, etag=None):
         def run():

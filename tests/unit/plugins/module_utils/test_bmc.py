@@ -334,17 +334,11 @@ def test_unsupported_names_the_completion_code(lab, backoff):
     assert 'reading the device id' in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason='bug: _classify treats any "401" in the text as an authentication failure, '
-                                       'so an unrelated error mentioning e.g. resource 1401 is reported as '
-                                       'refused credentials and never retried')
 def test_a_401_inside_another_word_is_not_an_auth_failure():
     exc = pyghmi_exc.PyghmiException('/redfish/v1/Chassis/1401/Sensors:{"error": "Internal Server Error"}')
     assert make_client(protocol='redfish')._classify(exc, 'reading the sensors')[0] != AUTH
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pyghmi's UnsupportedFunctionality (a feature the BMC does not offer) "
-                                       'is classified as protocol, so bmc_info fails instead of listing the '
-                                       'section as unsupported')
 def test_pyghmi_unsupported_functionality_is_unsupported():
     exc = pyghmi_exc.UnsupportedFunctionality('Retrieving sensors is not implemented for this platform')
     assert make_client(protocol='redfish')._classify(exc, 'reading the sensors')[0] == UNSUPPORTED
@@ -536,9 +530,6 @@ def test_ipmi_macs_come_from_the_fru(lab):
     assert client.macs() == ['02:00:0a:fb:00:11', '02:00:0a:fb:00:12']
 
 
-@pytest.mark.xfail(strict=True, reason="bug: over Redfish, macs() returns pyghmi's list_network_interface_names(), "
-                                       "the names of the BMC's own (manager) interfaces, not the host NICs' MAC "
-                                       "addresses of the system's EthernetInterfaces")
 def test_redfish_macs_are_the_host_nic_macs(lab):
     m = machine(lab, protocol='redfish')
     m.host_macs = ['02:00:0A:FB:00:21', '02:00:0a:fb:00:22']
@@ -710,9 +701,6 @@ def test_ca_path_with_nothing_listening_is_unreachable(tls_server):
     assert 'cannot open HTTPS to 127.0.0.1:%d' % port in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason='bug: a bmc_ca_path that does not exist raises FileNotFoundError outside the '
-                                       'try block of _verify_callback; call() then classifies it as an unreachable '
-                                       'BMC ("check bmc_host and bmc_port") and retries it')
 def test_a_missing_ca_file_is_reported_as_such_and_not_retried(lab, backoff, tmp_path):
     m = machine(lab, protocol='redfish')
     missing = str(tmp_path / 'no-such-ca.pem')

@@ -312,10 +312,6 @@ def test_op_boot_default_when_there_is_no_override():
     assert not [c for c in client.calls if c[0] == 'set_boot']
 
 
-@pytest.mark.xfail(strict=True, reason='bug: op_boot turns "uefi not given" into uefi=False when the BMC does not '
-                                       'report a mode (Redfish with no override, where pyghmi returns no uefimode); '
-                                       'over Redfish uefiboot=False sets BootSourceOverrideMode=Legacy instead of '
-                                       'keeping the current mode as documented')
 def test_op_boot_without_uefi_leaves_an_unknown_mode_alone_over_redfish(lab):
     m = lab.add('10.0.0.40', protocol='redfish', password=PASSWORD)   # no override: the BMC reports no mode
     result = execute('boot', boot_params(bmc_host='10.0.0.40', bmc_protocol='redfish', bmc_validate_certs=False,

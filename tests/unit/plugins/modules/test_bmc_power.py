@@ -140,9 +140,6 @@ def test_fleet_form_failure_fails_the_module(lab):
     assert result['msg'].startswith('1 of 2 BMCs failed: BMC n2: ')
 
 
-@pytest.mark.xfail(strict=True, reason='bug: bmcs is elements=raw, so a password given inside a bmcs entry is not '
-                                       'registered as no_log and comes back in invocation.module_args (and in '
-                                       'any message quoting it)')
 def test_fleet_entry_password_is_never_in_the_result(lab):
     lab.add('10.0.1.1', password='entry-only-S3cret')
     result = run_module(bmc_power, {'bmc_user': 'admin', 'state': 'on',

@@ -198,9 +198,6 @@ def test_password_in_a_pyghmi_error_is_scrubbed(lab):
     assert PASSWORD not in json.dumps(result)
 
 
-@pytest.mark.xfail(strict=True, reason='bug: _scrub uses the raw secrets (len(s), `s in value`); a numeric '
-                                       'bmc_password from the inventory (`bmc_password: 12345678` is an int in YAML) '
-                                       'makes the action plugin raise TypeError instead of running')
 def test_a_numeric_password_from_the_inventory_works(lab):
     lab.add('10.0.0.21', password='12345678')
     result = run(bmc_power, {'state': 'on'}, host_vars(bmc_password=12345678))

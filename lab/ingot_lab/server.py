@@ -207,7 +207,11 @@ def serve(lab, names=None, shard_id='fg'):
     """Run a server in this process until SIGTERM/SIGINT; return the exit code."""
     server = VbmcServer(lab, names, shard_id)
     try:
-        server.setup()
+        try:
+            server.setup()
+        except Exception as err:
+            log.error('cannot start: %s', err, exc_info=not isinstance(err, LabError))
+            raise
         server.serve_forever()
     finally:
         server.close()
@@ -292,9 +296,9 @@ def _wait_started(lab, procs, config, deadline):
             if shard_id in records:
                 continue
             if proc.poll() is not None:
-                raise LabError('vBMC server %s exited with code %s:\n%s' % (
-                    shard_id, proc.returncode, _tail(lab.log_path(shard_id)) or _tail(
-                        os.path.join(lab.logs_dir, 'vbmc-%s.out' % shard_id))))
+                raise LabError('vBMC server %s exited with code %s:\n%s%s' % (
+                    shard_id, proc.returncode, _tail(lab.log_path(shard_id), 5),
+                    _tail(os.path.join(lab.logs_dir, 'vbmc-%s.out' % shard_id), 5)))
             for shard in lab.shards():
                 if str(shard['id']) == shard_id and shard['pid'] == proc.pid:
                     records[shard_id] = shard

@@ -124,7 +124,7 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
         self.prodid = product_id
         self.faults = faults or Faults()
         self.defer = defer
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random(name)   # reproducible drop patterns
         self.dropped = 0
         self.sdr = SdrRepository(machine.sensors())
         self.sdr_reservation = 0

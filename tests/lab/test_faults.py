@@ -17,7 +17,7 @@ def burst_probe(bmc, count):
     """Send ``count`` sessionless probes at once; return how many were answered."""
     answered = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.5)
+        sock.settimeout(0.3)
         for seq in range(count):
             sock.sendto(auth_cap_request(seq), (bmc.host, bmc.port))
             time.sleep(0.0005)
@@ -33,33 +33,44 @@ def burst_probe(bmc, count):
 def test_drop_share_is_applied_and_pyghmi_still_succeeds(lab, bmc, pyghmi_client):
     lab.set_fault(bmc.name, drop=0.2)
     assert lab.config(bmc.name)['faults']['drop'] == 0.2
-    answered = burst_probe(bmc, 300)
-    assert 200 < answered < 285, answered            # ~240 expected
+    answered = burst_probe(bmc, 250)
+    assert 170 < answered < 235, answered            # ~200 expected
+    # Stock pyghmi retries lost packets and re-logs, but may still give up on a login (quirk 2 in
+    # reverse: with its one relogin spent it raises IpmiException(None)); a caller retries, as
+    # plugins/module_utils/bmc.py does.  Bytes credentials: a retry with str ones hangs (quirk 3).
     result = pyghmi_client(bmc, '''
         started = time.monotonic()
-        c = command.Command(bmc=BMC, userid=USER, password=PASSWORD, port=PORT)
-        c.set_power('on', wait=True)
-        c.set_bootdev('network')
-        emit({'power': c.get_power(), 'bootdev': c.get_bootdev(), 'seconds': time.monotonic() - started})
-    ''', timeout=90)
+        for attempt in range(1, 6):
+            try:
+                c = command.Command(bmc=BMC, userid=USER.encode(), password=PASSWORD.encode(), port=PORT)
+                c.set_power('on')
+                c.set_bootdev('network')
+                out = {'power': c.get_power(), 'bootdev': c.get_bootdev()}
+                break
+            except exceptions.IpmiException:
+                if attempt == 5:
+                    raise
+        emit(dict(out, attempts=attempt, seconds=time.monotonic() - started))
+    ''', timeout=120)
+    print('drop 0.2: %(attempts)d attempt(s), %(seconds).1f s' % result)
     assert result['power'] == {'powerstate': 'on'}
     assert result['bootdev']['bootdev'] == 'network'
     assert lab.machine_state(bmc.name)['power'] == 'on'
     lab.clear_faults(bmc.name)
-    assert burst_probe(bmc, 100) == 100
+    assert burst_probe(bmc, 50) == 50
 
 
 def test_delay_slows_every_reply(lab, bmc):
-    lab.set_fault(bmc.name, delay=0.25)
+    lab.set_fault(bmc.name, delay=0.15)
     started = time.monotonic()
     proc = bmc.ipmitool('power', 'status')
     slow = time.monotonic() - started
     assert proc.returncode == 0 and 'off' in proc.stdout
-    assert slow >= 5 * 0.25                          # ipmitool needs 7-8 exchanges
+    assert slow >= 5 * 0.15                          # ipmitool needs 7-8 exchanges
     with RmcpClient(bmc.host, bmc.port) as client:
         started = time.monotonic()
         assert client.sessionless_command(0x06, 0x38, [0x8E, 0x04])[0] == 0
-        assert 0.25 <= time.monotonic() - started < 1.0
+        assert 0.15 <= time.monotonic() - started < 1.0
     lab.clear_faults(bmc.name)
     started = time.monotonic()
     assert bmc.ipmitool('power', 'status').returncode == 0

@@ -196,11 +196,11 @@ def test_quirk8_close_session_frees_it(lab, bmc):
 
 
 def test_quirk8_idle_sessions_expire(lab, bmc):
-    lab.set_session_timeout(1.0)
+    lab.set_session_timeout(0.5)
     try:
         with RmcpClient(bmc.host, bmc.port) as a:
             a.open_session(bmc.user, bmc.password)            # abandoned, never closed
-        time.sleep(2.2)
+        time.sleep(1.3)                                      # timeout + one housekeeping round + margin
         with RmcpClient(bmc.host, bmc.port) as b:
             session = b.open_session(bmc.user, bmc.password)
             assert _active_sessions(session) == 1

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -11,7 +11,6 @@ real state of every machine after each step, and checking it with ipmitool. Ever
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -41,9 +40,9 @@ def table(lab, names):
 def play(book, inventory, workdir, **kw):
     started = time.monotonic()
     r = run_playbook(book, inventory, progress=True, workdir=workdir, **kw)
-    print('   %s: %s in %.1f s, changed=%d, failed=%d' % (book if isinstance(book, str) else 'playbook', r.status,
-                                                         time.monotonic() - started, r.count('changed'),
-                                                         r.count('failures')), flush=True)
+    label = book if isinstance(book, str) else 'playbook'
+    print('   %s: %s in %.1f s, changed=%d, failed=%d'
+          % (label, r.status, time.monotonic() - started, r.count('changed'), r.count('failures')), flush=True)
     return r
 
 
@@ -111,9 +110,9 @@ def main():
         expect(lab.machine_state(half[0])['boot']['device'] != 'pxe', 'the next-boot override was consumed')
 
         step('A wrong password on %s: a clear error, the machine untouched, the password never printed' % names[-1])
-        bad = dict(inventory)
-        bad['all'] = {'children': {'rack': {'hosts': dict(hosts, **{names[-1]: dict(hosts[names[-1]],
-                                                                                      bmc_password='Not-It-99')})}}}
+        bad_hosts = dict(hosts)
+        bad_hosts[names[-1]] = dict(hosts[names[-1]], bmc_password='Not-It-99')
+        bad = {'all': {'children': {'rack': {'hosts': bad_hosts}}}}
         r = run_playbook('ingot.metal.kill', bad, extravars={'name': names[-1]}, workdir=os.path.join(runs, 'bad'))
         res = r.one('Drive the BMCs, all in one task').result
         print('   %s' % res['msg'])

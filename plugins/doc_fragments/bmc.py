@@ -15,7 +15,8 @@ options:
   bmc_host:
     description:
       - Address (name or IP) of the BMC.
-      - When the task runs on the controller (C(delegate_to: localhost) or C(connection: local)) and this
+      - >-
+        When the task runs on the controller (C(delegate_to: localhost) or C(connection: local)) and this
         option is not set, the action plugin takes it from the host variable C(bmc_host), and likewise
         every other C(bmc_*) option from the host variable of the same name.
       - Mutually exclusive with O(bmcs); one of the two is required.
@@ -85,7 +86,8 @@ options:
       - Each entry is a dict with C(host) (required) and optional C(name), C(port), C(user), C(password),
         C(protocol), C(cipher_suite), C(allow_ipmi15), C(timeout), C(retries), C(validate_certs), C(ca_path),
         C(cert_fingerprint); the task's C(bmc_*) options are the defaults for every entry.
-      - When the task runs on the controller, an entry may also be an inventory host name; its C(bmc_*) host
+      - >-
+        When the task runs on the controller, an entry may also be an inventory host name; its C(bmc_*) host
         variables are then used, so C(bmcs: "{{ groups['rack3'] }}") drives a whole group.
       - Results are returned per BMC in RV(bmcs); the task fails if any BMC failed, after all were tried.
     type: list
@@ -98,7 +100,8 @@ options:
 notes:
   - Requires the Python library C(pyghmi) on the host that runs the task (normally the controller);
     this collection is tested with pyghmi 1.6.19 and patches known races of that version at run time.
-  - The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, one process, all sessions
+  - >-
+    The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, one process, all sessions
     concurrent. The per-host form with C(delegate_to: localhost) runs in the controller without shipping a
     module, and is still several times faster than a module per host.
 '''

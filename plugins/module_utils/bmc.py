@@ -307,7 +307,7 @@ class BmcClient:
             return
         try:
             if self.protocol == 'ipmi':
-                run_with_deadline(lambda: cmd.ipmi_session.logout(), 2.0)
+                run_with_deadline(cmd.ipmi_session.logout, 2.0)
         except Exception:
             pass
 

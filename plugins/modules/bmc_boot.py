@@ -18,7 +18,7 @@ description:
     BMC took it.
   - Drives one BMC, or a whole fleet inside one task with O(bmcs).
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.bmc
 attributes:

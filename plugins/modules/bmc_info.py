@@ -19,7 +19,7 @@ description:
     credentials or an unreachable BMC fail the task.
   - Reads one BMC, or a whole fleet inside one task with O(bmcs).
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.bmc
 attributes:

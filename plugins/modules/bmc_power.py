@@ -19,7 +19,7 @@ description:
     not shut down within O(graceful_timeout), the machine is forced off unless O(force_after_timeout=false).
   - Drives one BMC, or a whole fleet inside one task with O(bmcs).
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.bmc
 attributes:
@@ -45,7 +45,7 @@ options:
     description:
       - How to turn off, for O(state=off) and O(state=restarted).
       - V(graceful) asks the OS to shut down (ACPI soft-off) and waits up to O(graceful_timeout).
-      - V(hard) cuts the power at once (for V(restarted): a power cycle).
+      - V(hard) cuts the power at once; for V(restarted) it is a power cycle.
     type: str
     default: graceful
     choices: [graceful, hard]

@@ -68,7 +68,7 @@ def sushy(tmp_path_factory, tls_cert):
     import bcrypt
 
     d = tmp_path_factory.mktemp('sushy')
-    cert, key, _ = tls_cert
+    cert, key = tls_cert[0], tls_cert[1]
     auth = d / 'htpasswd'
     auth.write_text('%s:%s\n' % (REDFISH_USER, bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(4)).decode()))
     conf = d / 'sushy.conf'
@@ -115,7 +115,7 @@ class _Garbage(BaseHTTPRequestHandler):
 @pytest.fixture(scope='session')
 def garbage_https(tls_cert):
     """An HTTPS server that answers every request with garbage claiming to be JSON."""
-    cert, key, _ = tls_cert
+    cert, key = tls_cert[0], tls_cert[1]
     server = ThreadingHTTPServer(('127.0.0.1', 0), _Garbage)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)

@@ -639,7 +639,7 @@ def tls_server(tmp_path_factory):
 
     d = tmp_path_factory.mktemp('tls')
     key, cert = self_signed('bmc')
-    _, other = self_signed('another-ca')
+    other = self_signed('another-ca')[1]
     (d / 'key.pem').write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
     (d / 'cert.pem').write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -655,7 +655,7 @@ def tls_server(tmp_path_factory):
     def serve():
         while not stop.is_set():
             try:
-                conn, _ = listener.accept()
+                conn = listener.accept()[0]
             except OSError:
                 return
             try:

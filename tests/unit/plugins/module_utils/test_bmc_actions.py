@@ -129,7 +129,7 @@ def test_op_power_is_idempotent(before, state, method):
 def test_restarted_always_reports_a_change():
     for before in ('on', 'off'):
         client = FakeClient(power=before)
-        for _ in range(2):
+        for dummy in range(2):
             assert op_power(client, power_params(state='restarted'), check_mode=False)['changed'] is True
 
 
@@ -397,7 +397,7 @@ def test_execute_single_runs_the_operation_and_closes_the_client(fake_clients):
     result = execute('power', power_params(state='on'), check_mode=False, name='node1 (10.0.0.21:623)')
     assert result['changed'] is True
     assert result['diff'] == {'before': {'power': 'off'}, 'after': {'power': 'on'}}
-    client, _, name = fake_clients.built[0]
+    client, name = fake_clients.built[0][0], fake_clients.built[0][2]
     assert name == 'node1 (10.0.0.21:623)'
     assert client.closed
 
@@ -535,8 +535,8 @@ def test_fleet_info_has_no_diff(lab):
     lab.add('10.0.8.1', password=PASSWORD)
     result = execute('info', fleet('info', [{'host': '10.0.8.1'}], gather=['power', 'boot']))
     assert 'diff' not in result
-    assert result['bmcs']['10.0.8.1']['bmc_info'] == {'power': 'off', 'boot': {'device': 'default',
-                                                                                 'persistent': True, 'uefi': None}}
+    expected = {'power': 'off', 'boot': {'device': 'default', 'persistent': True, 'uefi': None}}
+    assert result['bmcs']['10.0.8.1']['bmc_info'] == expected
 
 
 def test_fleet_an_internal_error_does_not_lose_the_other_results(lab, monkeypatch):

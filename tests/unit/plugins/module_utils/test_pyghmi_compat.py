@@ -78,7 +78,7 @@ def test_apply_is_idempotent():
 
 def test_apply_from_many_threads_at_once_patches_once():
     before = fixed_functions()
-    threads = [threading.Thread(target=pyghmi_compat.apply) for _ in range(8)]
+    threads = [threading.Thread(target=pyghmi_compat.apply) for dummy in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -282,7 +282,7 @@ def udp_pair():
 
 
 def test_recv_on_a_blocking_socket_with_no_data_returns_none_at_once(udp_pair):
-    rx, _ = udp_pair
+    rx = udp_pair[0]
     rx.setblocking(True)
     start = time.monotonic()
     assert run_with_deadline(lambda: S._io_recvfrom(rx, 3000), 1.0) is None
@@ -322,7 +322,7 @@ def test_recv_unwraps_an_eventlet_style_socket(udp_pair):
 def test_pyghmis_own_recv_still_changes_the_socket_mode(udp_pair):
     # The quirk itself: pyghmi 1.6.19 flips the shared socket to non-blocking on every receive
     # (and _io_sendto flips it back from another thread).
-    rx, _ = udp_pair
+    rx = udp_pair[0]
     rx.setblocking(True)
     assert S._io_recvfrom._ingot_original(rx, 3000) is None
     assert rx.getblocking() is False

@@ -83,8 +83,8 @@ def test_task_options_win_over_host_variables(lab):
 def test_templated_host_variables_are_templated(lab):
     from ansible.template import trust_as_template
     lab.add('10.0.0.24', password=PASSWORD)
-    result = run(bmc_info, {'gather': ['power']}, host_vars(host=trust_as_template('{{ bmc_net }}.24'),
-                                                           bmc_net='10.0.0'))
+    variables = host_vars(host=trust_as_template('{{ bmc_net }}.24'), bmc_net='10.0.0')
+    result = run(bmc_info, {'gather': ['power']}, variables)
     assert result['bmc_info'] == {'power': 'off'}, result
 
 

@@ -42,7 +42,7 @@ def power_sweep(targets, threads=20, logout=True):
 def run(targets, threads=20, rounds=3):
     """Run ``rounds`` sweeps; return a summary dict (times in seconds)."""
     times, failures = [], 0
-    for _ in range(rounds):
+    for _round in range(rounds):
         elapsed, results = power_sweep(targets, threads)
         times.append(elapsed)
         failures += sum(1 for r in results.values() if r not in ('on', 'off'))

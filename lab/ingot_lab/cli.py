@@ -86,7 +86,7 @@ def cmd_list(lab, args):
 
 def cmd_start(lab, args):
     from ingot_lab import server
-    records, _ = server.start(lab, args.processes, args.timeout)
+    records = server.start(lab, args.processes, args.timeout)[0]
     if not records:
         print('all %d vBMCs already running' % len(lab.load()['bmcs']))
         return

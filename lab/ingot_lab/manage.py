@@ -95,6 +95,13 @@ def set_faults(lab, names, drop=None, delay=None, max_sessions=None, clear=False
     """Change faults of vBMCs; a running server applies them before this returns (``wait``).
 
     ``max_sessions`` 0 means "no limit"."""
+    if drop is not None and not 0.0 <= float(drop) <= 1.0:
+        raise LabError('--drop is a share of packets, from 0 to 1 (got %s)' % drop)
+    if delay is not None and float(delay) < 0:
+        raise LabError('--delay must not be negative (got %s)' % delay)
+    if max_sessions is not None and int(max_sessions) < 0:
+        raise LabError('--max-sessions must not be negative (got %s)' % max_sessions)
+
     def change(entry):
         faults = Faults() if clear else Faults.from_dict(entry.get('faults'))
         if drop is not None:

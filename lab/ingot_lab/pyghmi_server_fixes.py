@@ -591,7 +591,7 @@ def _epoll_worker_class():
                     events = []
                 S.selectdeadline = S._monotonic_time() + 300
                 timeout = 300
-                sockaddrs = _drain([registered[fd] for fd, _ in events if fd in registered], directediowaiters)
+                sockaddrs = _drain([registered[fd] for fd, _mask in events if fd in registered], directediowaiters)
                 for w in iowaiters:
                     w[1].set()
                 iowaiters = []

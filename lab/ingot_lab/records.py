@@ -125,7 +125,7 @@ class SensorRecord:
         step = full_scale / 255.0
         self.r_exp = int(math.floor(math.log10(step))) - 1
         self.m = int(math.ceil(round(step / 10 ** self.r_exp, 6)))
-        self.thresholds = {attr: getattr(sensor, attr) for attr, _ in THRESHOLDS
+        self.thresholds = {attr: getattr(sensor, attr) for attr, _bit in THRESHOLDS
                            if getattr(sensor, attr) is not None}
         self.nominal = sensor.nominal
 

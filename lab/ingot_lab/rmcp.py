@@ -83,7 +83,7 @@ class RmcpClient:
     def exchange(self, packet, accept, retries=0):
         """Send ``packet``, return the first datagram from the BMC that ``accept`` says is the
         answer (resending ``retries`` times on timeout)."""
-        for _ in range(retries + 1):
+        for _attempt in range(retries + 1):
             self.sock.sendto(packet, (self.host, self.port))
             try:
                 while True:

@@ -126,17 +126,17 @@ class VbmcServer:
     def _run_due_timers(self):
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _, _, func, args = heapq.heappop(self._timers)
+            func, args = heapq.heappop(self._timers)[2:]
             try:
                 func(*args)
             except Exception:
                 fixes.log_error('error in a deferred task')
 
-    def request_stop(self, *_):
+    def request_stop(self, *_signal):
         self._stop = True
         fixes.wake_server_loop()
 
-    def request_reload(self, *_):
+    def request_reload(self, *_signal):
         self._reload = True
         fixes.wake_server_loop()
 
@@ -279,20 +279,21 @@ def start(lab, processes=1, timeout=30.0, python=None):
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
                 start_new_session=True, close_fds=True)))
             out.close()
-    try:
-        records = _wait_started(lab, procs, config, deadline)
-    except LabError:
-        for shard_id, _, proc in procs:
-            _terminate(proc.pid, proc)
-            lab.remove_shard(shard_id, pid=proc.pid)
-        raise
-    return records, [p for _, _, p in procs]
+        # (still under the lock: a second "start" must not spawn servers for the same vBMCs)
+        try:
+            records = _wait_started(lab, procs, config, deadline)
+        except LabError:
+            _terminate_all([(proc.pid, proc) for _shard, _names, proc in procs])
+            for shard_id, _names, proc in procs:
+                lab.remove_shard(shard_id, pid=proc.pid)
+            raise
+    return records, [p[2] for p in procs]
 
 
 def _wait_started(lab, procs, config, deadline):
     records = {}
     while len(records) < len(procs):
-        for shard_id, _, proc in procs:
+        for shard_id, _names, proc in procs:
             if shard_id in records:
                 continue
             if proc.poll() is not None:
@@ -319,20 +320,25 @@ def _wait_started(lab, procs, config, deadline):
     return list(records.values())
 
 
-def _terminate(pid, proc=None, timeout=5.0):
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+def _terminate_all(targets, timeout=5.0):
+    """SIGTERM every (pid, Popen or None), wait up to ``timeout`` for all, SIGKILL the rest.
+    Children of this process (Popen) are reaped."""
+    for pid, _proc in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return
-        if proc is None and not _alive(pid):
-            return
+
+    def gone(pid, proc):
+        return proc.poll() is not None if proc is not None else not _alive(pid)
+
+    while time.monotonic() < deadline and not all(gone(pid, proc) for pid, proc in targets):
         time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if proc is not None:
-        proc.wait()
+    for pid, proc in targets:
+        if not gone(pid, proc):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc is not None:
+            proc.wait()
 
 
 def _alive(pid):
@@ -346,11 +352,11 @@ def stop(lab, timeout=5.0, procs=()):
     by_pid = {p.pid: p for p in procs}
     with lab.locked():
         shards = lab.live_shards()
+        targets = [(shard['pid'], by_pid.pop(shard['pid'], None)) for shard in shards]
+        # started here but not (or no longer) recorded: a process that failed, not yet reaped
+        targets += [(proc.pid, proc) for proc in by_pid.values() if proc.returncode is None]
+        _terminate_all(targets, timeout)
         for shard in shards:
-            _terminate(shard['pid'], by_pid.get(shard['pid']), timeout)
             lab.remove_shard(shard['id'])
         lab.clean_stale_shards()
-    for proc in procs:
-        if proc.poll() is None:
-            _terminate(proc.pid, proc, timeout)
     return shards

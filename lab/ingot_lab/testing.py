@@ -52,7 +52,7 @@ class BmcInfo:
 
 def free_udp_ports(count, host='127.0.0.1', low=20000, high=60000, attempts=50):
     """A base port such that ``count`` consecutive UDP ports from it are free on ``host``."""
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         base = random.randrange(low, high - count)
         socks = []
         try:
@@ -143,7 +143,7 @@ class RunningLab:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self):
-        _, procs = server.start(self.lab, self.processes, self.timeout)
+        procs = server.start(self.lab, self.processes, self.timeout)[1]
         self._procs.extend(procs)
 
     def stop(self):

@@ -34,9 +34,9 @@ def ipmitool():
 
 @pytest.fixture(scope='session')
 def lab(tmp_path_factory):
-    """One lab for the session: 40 vBMCs (two NICs each), password PASSWORD, 60 s session timeout.
+    """One lab for the session: 64 vBMCs (two NICs each), password PASSWORD, 60 s session timeout.
     Tests take their own vBMC with the ``bmc`` fixture, so they never see each other's state."""
-    with start_lab(tmp_path_factory.mktemp('lab'), n=40, password=PASSWORD, nics=2) as running:
+    with start_lab(tmp_path_factory.mktemp('lab'), n=64, password=PASSWORD, nics=2) as running:
         running.unused = list(running.bmcs)
         yield running
 

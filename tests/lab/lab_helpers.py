@@ -15,7 +15,7 @@ def run_python(code, timeout=60, env=None):
     full_env = dict(os.environ)
     full_env['PYTHONPATH'] = LAB_DIR + (os.pathsep + full_env['PYTHONPATH'] if full_env.get('PYTHONPATH') else '')
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, check=False,
                           timeout=timeout, env=full_env)
     assert proc.returncode == 0, 'client failed:\n%s\n%s' % (proc.stdout, proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -23,7 +23,7 @@ def burst_probe(bmc, count):
             time.sleep(0.0005)
         try:
             while True:
-                data, _ = sock.recvfrom(512)
+                data = sock.recvfrom(512)[0]
                 answered += is_auth_cap_response(data)
         except socket.timeout:
             pass
@@ -130,7 +130,7 @@ def _semi_valid_packets(rng):
             packets.append(rmcp + bytes([0x06, payload_type]) + os.urandom(8) + struct.pack('<H', length) + body)
             packets.append(rmcp + bytes([0x06, payload_type]) + bytes(8) + struct.pack('<H', rng.randrange(65536))
                            + body)
-    for _ in range(50):                                  # IPMI 1.5 framing, random message
+    for _packet in range(50):                            # IPMI 1.5 framing, random message
         message = os.urandom(rng.randrange(0, 40))
         packets.append(rmcp + b'\x00' + bytes(8) + bytes([len(message)]) + message)
     return packets
@@ -141,7 +141,7 @@ def test_garbage_flood_does_not_kill_the_server(lab, bmc):
     pids = lab.server_pids()
     others = [b for b in lab.bmcs if b.name != bmc.name][:3]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _ in range(3000):
+        for _packet in range(3000):
             sock.sendto(os.urandom(rng.randrange(1, 300)), (bmc.host, bmc.port))
         for packet in _semi_valid_packets(rng) * 3:
             sock.sendto(packet, (bmc.host, bmc.port))

@@ -200,7 +200,7 @@ def test_quirk8_idle_sessions_expire(lab, bmc):
     try:
         with RmcpClient(bmc.host, bmc.port) as a:
             a.open_session(bmc.user, bmc.password)            # abandoned, never closed
-        time.sleep(1.3)                                      # timeout + one housekeeping round + margin
+        time.sleep(1.6)                                      # timeout + one housekeeping round + margin
         with RmcpClient(bmc.host, bmc.port) as b:
             session = b.open_session(bmc.user, bmc.password)
             assert _active_sessions(session) == 1

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: the deploy agent's image write throughput against plain ``tar -x`` of the same image.
 
     python tests/provisioner/bench_agent.py [--size-mb 256] [--runs 3]
@@ -74,8 +73,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--dir", default=None, help="where image and targets live (default $TMPDIR; "
-                                                     "/dev/shm measures the pipeline without the disk)")
+    parser.add_argument("--dir", default=None,
+                        help="where image and targets live (default $TMPDIR; /dev/shm measures the pipeline "
+                             "without the disk)")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="ingot-bench-agent-", dir=args.dir)

@@ -5,6 +5,7 @@ The provisioner package is imported from the collection tree (roles/provisioner/
 its dependencies (requirements.txt there) must be installed in the interpreter running pytest."""
 
 import glob
+import importlib
 import json
 import os
 import pwd
@@ -29,22 +30,20 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 if PKG_DIR not in sys.path:
     sys.path.insert(0, PKG_DIR)
 try:
-    import fastapi  # noqa: F401
-    import sqlalchemy  # noqa: F401
-    import uvicorn  # noqa: F401
+    for _module in ("fastapi", "sqlalchemy", "alembic", "uvicorn", "httpx", "yaml", "cryptography"):
+        importlib.import_module(_module)
 except ImportError as exc:  # a loud collection error, never a silent skip
     raise ImportError(f"the provisioner tests need the service's dependencies: pip install -r "
                       f"{os.path.join(PKG_DIR, 'requirements.txt')} httpx ({exc})") from exc
 
+from ingot_provisioner.api import create_app  # noqa: E402  pylint: disable=wrong-import-position
+from ingot_provisioner.config import load_settings  # noqa: E402  pylint: disable=wrong-import-position
+from ingot_provisioner.db import Database  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def pytest_configure(config):
     # starlette's TestClient warns about httpx (its own dependency); nothing to act on here
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx`")
-
-from ingot_provisioner.api import create_app  # noqa: E402
-from ingot_provisioner.config import load_settings  # noqa: E402
-from ingot_provisioner.db import Database  # noqa: E402
 
 
 def make_settings(tmp_path, **overrides):

@@ -292,8 +292,8 @@ def test_agent_usage_errors(tmp_path):
     res = subprocess.run(["sh", AGENT], env=dict(env, INGOT_CMDLINE=str(cmdline)), capture_output=True, text=True,
                          timeout=30, check=False)
     assert res.returncode == 2 and "unknown mode 'bogus'" in res.stderr
-    assert re.search(r"deploy agent", subprocess.run(["sh", AGENT, "--help"], env=env, capture_output=True,
-                                                      text=True, timeout=30, check=False).stdout)
+    helped = subprocess.run(["sh", AGENT, "--help"], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert re.search(r"deploy agent", helped.stdout)
 
 
 def test_agent_script_is_served(srv):

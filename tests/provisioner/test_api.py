@@ -35,16 +35,19 @@ ADMIN_ENDPOINTS = [("get", "/api/v1/nodes"), ("post", "/api/v1/nodes"), ("get", 
                    ("get", "/api/v1/images/x"), ("delete", "/api/v1/images/x")]
 
 
+BAD_AUTH = [None, "Bearer wrong-token-0123456789", "Basic dXNlcjpwYXNz", "Bearer ", f"Bearer {ADMIN_TOKEN}x",
+            f"bearer {ADMIN_TOKEN[:-1]}", "Bearer \u00e9\u00e8"]
+
+
 @pytest.mark.parametrize("method,path", ADMIN_ENDPOINTS)
-@pytest.mark.parametrize("auth", [None, "Bearer wrong-token-0123456789", "Basic dXNlcjpwYXNz", "Bearer ",
-                                  f"Bearer {ADMIN_TOKEN}x", f"bearer {ADMIN_TOKEN[:-1]}"])
-def test_admin_auth_refused(client, method, path, auth):
-    headers = {"Authorization": auth} if auth else {}
-    resp = client.request(method.upper(), path, headers=headers, json={})
-    assert resp.status_code == 401, resp.text
-    assert resp.json()["code"] == "unauthorized"
-    assert resp.headers.get("www-authenticate") == "Bearer"
-    assert ADMIN_TOKEN not in resp.text
+def test_admin_auth_refused(client, method, path):
+    for auth in BAD_AUTH:
+        headers = {"Authorization": auth.encode("utf-8")} if auth else {}
+        resp = client.request(method.upper(), path, headers=headers, json={})
+        assert resp.status_code == 401, (auth, resp.text)
+        assert resp.json()["code"] == "unauthorized"
+        assert resp.headers.get("www-authenticate") == "Bearer"
+        assert ADMIN_TOKEN not in resp.text
 
 
 def test_admin_auth_right_token(client, admin):
@@ -494,21 +497,26 @@ def test_config_file_and_env(tmp_path):
         load_settings(str(tmp_path / "missing.yml"), env={})
 
 
-def test_cli_check_config(tmp_path):
+def test_cli(tmp_path, monkeypatch, capsys):
+    from ingot_provisioner.__main__ import main
+
     cfg = tmp_path / "config.yml"
     cfg.write_text(f"database_url: sqlite:///{tmp_path}/r.db\n")
-    env = {"PYTHONPATH": PKG_DIR, "PATH": "/usr/bin:/bin"}
-    bad = subprocess.run([sys.executable, "-m", "ingot_provisioner", "serve", "--config", str(cfg), "--check-config"],
-                         env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert bad.returncode == 2 and "no admin token" in bad.stderr
-    env["INGOT_PROVISIONER_ADMIN_TOKEN"] = ADMIN_TOKEN
+    monkeypatch.delenv("INGOT_PROVISIONER_ADMIN_TOKEN", raising=False)
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "no admin token" in capsys.readouterr().err
+    assert main(["serve", "--config", str(tmp_path / "missing.yml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("INGOT_PROVISIONER_ADMIN_TOKEN", ADMIN_TOKEN)
+    assert main(["migrate", "--config", str(cfg)]) == 0
+    assert "revision 0001" in capsys.readouterr().out
+    assert main(["gen-token"]) == 0 and len(capsys.readouterr().out.strip()) >= 40
+    # the real command line, as systemd runs it
+    env = {"PYTHONPATH": PKG_DIR, "PATH": "/usr/bin:/bin", "INGOT_PROVISIONER_ADMIN_TOKEN": ADMIN_TOKEN}
     good = subprocess.run([sys.executable, "-m", "ingot_provisioner", "serve", "--config", str(cfg), "--check-config"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert good.returncode == 0, good.stderr
     assert "configuration ok" in good.stdout and ADMIN_TOKEN not in good.stdout + good.stderr
-    mig = subprocess.run([sys.executable, "-m", "ingot_provisioner", "migrate", "--config", str(cfg)],
-                         env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert mig.returncode == 0 and "revision 0001" in mig.stdout, mig.stderr
 
 
 def test_log_redaction():
@@ -520,3 +528,11 @@ def test_log_redaction():
     text = record.getMessage()
     assert "abcdefghij" not in text and "abc.def" not in text and "zzzzzzzzzz9" not in text
     assert "super-secret" not in text and "idt_***" in text
+
+
+def test_discovery_leaves_maintenance_nodes_alone(client, admin):
+    client.post("/api/v1/nodes", json=node_body(state="discovered", facts={"cpus": 1}), headers=admin)
+    client.patch("/api/v1/nodes/n1", json={"maintenance": True, "maintenance_reason": "rma"}, headers=admin)
+    resp = client.post("/discovery", json={"macs": ["02:00:00:00:00:01"], "facts": {"cpus": 64}})
+    assert resp.status_code == 200
+    assert client.get("/api/v1/nodes/n1", headers=admin).json()["facts"] == {"cpus": 1}

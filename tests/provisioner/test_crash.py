@@ -45,14 +45,14 @@ def test_kill9_during_writes(server_factory, tmp_path):
     for t in threads:
         t.start()
     deadline = time.monotonic() + 60
-    while len(acked_allocs) < 60 and time.monotonic() < deadline:
+    while len(acked_allocs) < 40 and time.monotonic() < deadline:
         time.sleep(0.02)
     srv.kill9()  # in the middle of the stream: every writer has a request in flight
     stop.set()
     for t in threads:
         t.join(30)
     assert not errors, errors[:3]
-    assert len(acked_nodes) >= 60 and len(acked_allocs) >= 60
+    assert len(acked_nodes) >= 40 and len(acked_allocs) >= 40
 
     db = Database(url)
     assert db.integrity_check() == "ok"

@@ -415,8 +415,9 @@ def discovery(s: Session, req: schemas.Discovery) -> tuple[dict, int]:
         raise Conflict("the reported MACs belong to more than one node: " + ", ".join(sorted(r.mac for r in rows)))
     if node_ids:
         node = s.get(Node, node_ids.pop())
-        if node.state != State.DISCOVERED.value:
-            add_event(s, node, "discovery", f"discovery report ignored: node is {node.state}", {"macs": macs})
+        if node.state != State.DISCOVERED.value or node.maintenance:
+            why = "in maintenance" if node.maintenance else node.state
+            add_event(s, node, "discovery", f"discovery report ignored: node is {why}", {"macs": macs})
             return {"id": node.id, "name": node.name, "state": node.state}, 200
         _set_facts(node, req.facts)
         if req.bmc is not None:

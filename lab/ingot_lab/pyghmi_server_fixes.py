@@ -37,6 +37,23 @@ And, as real BMCs do: RAKP1 naming an unknown user is answered with RAKP2 status
 re-logging forever, quirk 2); a RAKP3 with a wrong integrity code gets RAKP4 status 0x0f; a failed
 handshake frees its session.  A wrong password still fails fast in the client (it checks the
 RAKP2 HMAC).  ``Set Session Privilege Level`` with level 0/1 no longer raises AttributeError.
+
+Found on the way (pyghmi keys server sessions by client address and BMC port):
+
+* RAKP1/RAKP3 must carry the BMC session id being negotiated, and are ignored on an established
+  session (stray or forged ones tore sessions down);
+* an Open Session Request on an established session (pyghmi's re-login from the same socket) was
+  answered through the session's encryption, unreadable; it is now answered in the clear, a
+  refused proposal leaves the session alone, an accepted one replaces it and resets the replay
+  window (else the new session's sequence numbers looked replayed and were dropped);
+* a sessionless IPMI 1.5 packet (Get Channel Authentication Capabilities, the start of a login)
+  from an address with a session made pyghmi drop that address's sessions on *every* BMC of the
+  process; it is now answered by the BMC and nothing is dropped.
+
+For server processes only (not part of :func:`apply`): :func:`install_server_io_worker` gives
+pyghmi's IO thread an epoll loop (select over hundreds of BMC sockets per packet cost more than
+the IPMI work), and :func:`serve_once` is a serving-loop iteration that waits without waking the
+IO thread with a datagram for every packet.
 """
 
 import hashlib

@@ -1,10 +1,12 @@
 """The vBMC server process: many virtual BMCs, one serving loop, and the processes that run it.
 
 One process serves any number of BMCs (each on its own loopback UDP port); ``start`` can shard a
-lab over several processes.  The serving loop is pyghmi's (``Session.wait_for_rsp``, fed by
-pyghmi's IO thread) with :mod:`ingot_lab.pyghmi_server_fixes` applied, plus, once a second:
-idle sessions are closed, the configuration file is re-read if it changed (faults, credentials;
-SIGHUP forces it) and pyghmi's IO thread is checked.  No exception leaves the loop.
+lab over several processes.  pyghmi does the IPMI work, with :mod:`ingot_lab.pyghmi_server_fixes`
+applied: its IO thread (epoll-based here) receives and routes packets, the serving loop
+(:func:`ingot_lab.pyghmi_server_fixes.serve_once`) handles them and runs deferred work (the delay
+fault), and every half second idle sessions are closed, the configuration is re-read if it changed
+(faults, credentials; SIGHUP forces it) and the IO thread is checked.  No exception leaves the
+loop.
 """
 
 import contextlib

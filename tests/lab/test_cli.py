@@ -1,5 +1,7 @@
 """The ``lab/ingot-lab vbmc`` command line, run as a user runs it (a subprocess, its own state dir)."""
 
+import contextlib
+import io
 import json
 import os
 import stat
@@ -9,6 +11,7 @@ import sys
 import pytest
 import yaml
 
+from ingot_lab.cli import main
 from ingot_lab.probe import probe
 from ingot_lab.testing import free_udp_ports
 from lab_helpers import LAB_DIR
@@ -17,11 +20,28 @@ WRAPPER = os.path.join(LAB_DIR, 'ingot-lab')
 
 
 def cli(state_dir, *args, check=True):
-    proc = subprocess.run([sys.executable, WRAPPER, '--state-dir', str(state_dir)] + [str(a) for a in args],
-                          capture_output=True, text=True, timeout=60, check=False)
+    """Run the command line in this process (what lab/ingot-lab runs; the servers it starts are
+    real processes all the same)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(['--state-dir', str(state_dir)] + [str(a) for a in args])
+    proc = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check:
         assert proc.returncode == 0, '%s\n%s%s' % (args, proc.stdout, proc.stderr)
     return proc
+
+
+def test_the_wrapper_runs_the_command_line(tmp_path):
+    port = free_udp_ports(1)
+    proc = subprocess.run([sys.executable, WRAPPER, '--state-dir', str(tmp_path), 'vbmc', 'add', 'w', '--port',
+                           str(port)], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and 'added w on 127.0.0.1:' in proc.stdout, proc.stderr
+    assert os.access(WRAPPER, os.X_OK)
+    env = dict(os.environ, PYTHONPATH=LAB_DIR)
+    proc = subprocess.run([sys.executable, '-m', 'ingot_lab', '--state-dir', str(tmp_path), 'vbmc', 'list'],
+                          capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split()[:5] == ['w', '127.0.0.1:%d' % port, 'admin', 'off', 'default']
 
 
 def listing(state_dir):

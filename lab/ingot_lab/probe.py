@@ -9,21 +9,34 @@ import socket
 import time
 
 
-def _checksum(data):
+RMCP_HEADER = b'\x06\x00\xff\x07'
+
+
+def checksum(data):
+    """The IPMI two's complement checksum of ``data``."""
     return (-sum(data)) & 0xFF
+
+
+def ipmi_message(netfn, cmd, data=b'', seq=1, rq_addr=0x81):
+    """An IPMI request message to the BMC (responder address 0x20, LUN 0)."""
+    header = bytes([0x20, netfn << 2])
+    body = bytes([rq_addr, (seq & 0x3F) << 2, cmd]) + bytes(data)
+    return header + bytes([checksum(header)]) + body + bytes([checksum(body)])
+
+
+def sessionless_packet(message):
+    """``message`` in an IPMI 1.5 session header with no session (authentication type none)."""
+    return RMCP_HEADER + b'\x00' + bytes(8) + bytes([len(message)]) + message
 
 
 def auth_cap_request(seq=1):
     """An IPMI 1.5 sessionless Get Channel Authentication Capabilities request (channel: current,
     IPMI 2.0 extended data, administrator)."""
-    header = [0x20, 0x06 << 2]
-    body = [0x81, (seq & 0x3F) << 2, 0x38, 0x8E, 0x04]
-    message = bytes(header + [_checksum(header)] + body + [_checksum(body)])
-    return b'\x06\x00\xff\x07' + b'\x00' + bytes(8) + bytes([len(message)]) + message
+    return sessionless_packet(ipmi_message(0x06, 0x38, [0x8E, 0x04], seq))
 
 
 def is_auth_cap_response(data):
-    return len(data) >= 21 and data[:4] == b'\x06\x00\xff\x07' and data[19] == 0x38 and data[20] == 0x00
+    return len(data) >= 21 and data[:4] == RMCP_HEADER and data[19] == 0x38 and data[20] == 0x00
 
 
 def probe(host, ports, timeout=5.0, interval=0.25):

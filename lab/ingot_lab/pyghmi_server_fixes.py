@@ -351,12 +351,7 @@ def _server_fixes():
             self.sessionid = 0
             self.sequencenumber = 0
             self.remseqnumber = None    # else the new session's first sequence numbers look replayed
-        _send_plain(self, response, 'rmcpplusopenresponse')
-
-    def _send_plain(self, payload, payload_type):
-        packet = (bytearray(b'\x06\x00\xff\x07\x06') + bytes([constants.payload_types[payload_type]]) + bytes(8)
-                  + struct.pack('<H', len(payload)) + payload)
-        S._io_sendto(self.socket, packet, self.sockaddr)
+        send_plain_payload(self.socket, self.sockaddr, response, 'rmcpplusopenresponse')
 
     def _send_rakp_error(self, payload_type, clienttag, status):
         self.send_payload(bytearray([clienttag, status, 0, 0]) + self.clientsessionid,
@@ -529,6 +524,16 @@ def last_report():
 
 
 # -- helpers for the serving loop ---------------------------------------------------------------
+
+def send_plain_payload(sock, sockaddr, payload, payload_type):
+    """Send an RMCP+ payload outside any session (no integrity, no encryption), as Open Session
+    Responses and RAKP messages travel; ``payload_type`` names one of pyghmi's payload types."""
+    from pyghmi.ipmi.private import constants
+    S = _session_module()
+    packet = (bytearray(b'\x06\x00\xff\x07\x06') + bytes([constants.payload_types[payload_type]]) + bytes(8)
+              + struct.pack('<H', len(payload)) + payload)
+    S._io_sendto(sock, packet, sockaddr)
+
 
 def process_packet(target, pkt):
     """Process one packet queued for ``target`` (a ServerSession or a BMC), never raising.

@@ -11,17 +11,13 @@ import struct
 import zlib
 
 from ingot_lab.machines import SENSOR_TYPES
+from ingot_lab.probe import checksum   # the zero checksum of FRU areas and IPMI messages alike
 
 # -- FRU ---------------------------------------------------------------------------------------
 
 FRU_EPOCH = datetime.datetime(1996, 1, 1)
 END_OF_FIELDS = 0xC1
 MAC_FIELD_PREFIX = 'MAC:'
-
-
-def zero_checksum(data):
-    """The byte that makes ``data`` plus itself sum to zero (mod 256)."""
-    return (-sum(data)) & 0xFF
 
 
 def _field(text):
@@ -39,7 +35,7 @@ def _area(head, fields):
     body = bytearray(head) + b''.join(_field(f) for f in fields) + bytes([END_OF_FIELDS])
     body += bytes((-(len(body) + 1)) % 8)
     body[1] = (len(body) + 1) // 8
-    body.append(zero_checksum(body))
+    body.append(checksum(body))
     return bytes(body)
 
 
@@ -73,7 +69,7 @@ def encode_fru(info, macs=()):
         header.append(offset // 8)
         offset += len(area)
     header += bytes([0x00, 0x00])
-    header.append(zero_checksum(header))
+    header.append(checksum(header))
     return bytes(header) + chassis + board + product
 
 

@@ -19,7 +19,8 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-RMCP_HEADER = b'\x06\x00\xff\x07'
+from ingot_lab.probe import RMCP_HEADER, ipmi_message, sessionless_packet
+
 PAYLOAD_IPMI = 0x00
 PAYLOAD_OPEN_REQUEST = 0x10
 PAYLOAD_OPEN_RESPONSE = 0x11
@@ -40,16 +41,6 @@ class RmcpError(Exception):
     def __init__(self, message, status=None):
         super().__init__(message)
         self.status = status
-
-
-def _checksum(data):
-    return (-sum(data)) & 0xFF
-
-
-def ipmi_message(netfn, cmd, data=b'', seq=1, rq_addr=0x81):
-    header = bytes([0x20, netfn << 2])
-    body = bytes([rq_addr, (seq & 0x3F) << 2, cmd]) + bytes(data)
-    return header + bytes([_checksum(header)]) + body + bytes([_checksum(body)])
 
 
 def parse_ipmi_response(message):
@@ -96,9 +87,8 @@ class RmcpClient:
 
     # -- sessionless ---------------------------------------------------------------------------
     def sessionless_command(self, netfn, cmd, data=b'', seq=1):
-        message = ipmi_message(netfn, cmd, data, seq)
-        packet = RMCP_HEADER + b'\x00' + bytes(8) + bytes([len(message)]) + message
-        reply = self.exchange(packet, lambda d: len(d) > 14 and d[4] == 0 and d[14 + 5] == cmd)
+        packet = sessionless_packet(ipmi_message(netfn, cmd, data, seq))
+        reply = self.exchange(packet, lambda d: len(d) > 19 and d[4] == 0 and d[14 + 5] == cmd)
         return parse_ipmi_response(reply[14:14 + reply[13]])[2:]
 
     def _v2_packet(self, payload_type, payload):

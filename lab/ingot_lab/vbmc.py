@@ -165,10 +165,8 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
         return super().sessionless_data(data, sockaddr)
 
     def _send_open_session_error(self, request, sockaddr, status):
-        payload = bytearray([request[0], status, 0, 0]) + request[4:8]
-        packet = bytearray(b'\x06\x00\xff\x07\x06\x11') + bytes(8) + struct.pack('<H', len(payload)) + payload
-        from pyghmi.ipmi.private import session
-        session._io_sendto(self.serversocket, packet, sockaddr)
+        fixes.send_plain_payload(self.serversocket, sockaddr, bytearray([request[0], status, 0, 0]) + request[4:8],
+                                 'rmcpplusopenresponse')
 
     # -- dispatch --------------------------------------------------------------------------------
     def handle_raw_request(self, request, session):

@@ -16,8 +16,9 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 import time
+
+from ingot_lab.state import write_file_atomic
 
 POWER_ON = 'on'
 POWER_OFF = 'off'
@@ -238,23 +239,6 @@ def derived_mac(name, index=0, first_octets=(0x02, 0x00)):
     return ':'.join('%02x' % o for o in octets)
 
 
-def _write_json_atomic(path, data, mode=0o644):
-    directory = os.path.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write('\n')
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class MemoryMachine(Machine):
     """A machine that exists only as state, persisted to a JSON file.
 
@@ -300,7 +284,8 @@ class MemoryMachine(Machine):
 
     def _save(self):
         if not self.readonly:
-            _write_json_atomic(self.state_path, self._state)
+            os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+            write_file_atomic(self.state_path, json.dumps(self._state, indent=1, sort_keys=True) + '\n', 0o644)
 
     def state(self):
         """A copy of the (settled) state, for ``list`` and tests."""

@@ -536,3 +536,26 @@ def test_discovery_leaves_maintenance_nodes_alone(client, admin):
     resp = client.post("/discovery", json={"macs": ["02:00:00:00:00:01"], "facts": {"cpus": 64}})
     assert resp.status_code == 200
     assert client.get("/api/v1/nodes/n1", headers=admin).json()["facts"] == {"cpus": 1}
+
+
+def test_bulk_registration(client, admin):
+    nodes = [{"name": f"b{i:05d}", "macs": [f"02:00:01:00:{i >> 8:02x}:{i & 255:02x}"], "pool": "bulk",
+              "tags": ["x", "y"], "facts": {"cpus": 4, "memory_mib": 2048}, "bmc": {"address": "127.0.0.1",
+                                                                                   "port": 7000 + i % 100}}
+             for i in range(5000)]
+    resp = client.post("/api/v1/nodes/bulk", json={"nodes": nodes}, headers=admin)
+    assert resp.status_code == 201 and resp.json() == {"created": 5000}
+    listing = client.get("/api/v1/nodes", params={"limit": 10000}, headers=admin).json()
+    assert listing["total"] == 5000 and listing["items"][7]["macs"] == ["02:00:01:00:00:07"]
+    assert listing["items"][7]["tags"] == ["x", "y"] and listing["items"][7]["bmc"]["port"] == 7007
+    one = client.get("/api/v1/nodes/b00007", headers=admin).json()
+    assert {k: v for k, v in one.items()} == listing["items"][7]
+    again = client.post("/api/v1/nodes/bulk", json={"nodes": nodes[:2] + [node_body(name="zz")]}, headers=admin)
+    assert again.status_code == 409 and "b00000" in again.json()["detail"]
+    dup = client.post("/api/v1/nodes/bulk", json={"nodes": [node_body(name="a"), node_body(name="b")]},
+                      headers=admin)
+    assert dup.status_code == 409 and "02:00:00:00:00:01" in dup.json()["detail"]
+    assert client.get("/api/v1/nodes", params={"limit": 1}, headers=admin).json()["total"] == 5000
+    alloc = client.post("/api/v1/allocations", json={"owner": "o", "name": "n", "tags": ["x"], "min_cpus": 4},
+                        headers=admin)
+    assert alloc.status_code == 201 and alloc.json()["name"] == "b00000"

@@ -33,6 +33,7 @@ _bearer = HTTPBearer(auto_error=False, description="admin token")
 _agent_bearer = HTTPBearer(auto_error=False, scheme_name="deployToken", description="one-time deploy token")
 ERRORS = {400: {"model": schemas.ErrorOut}, 401: {"model": schemas.ErrorOut}, 404: {"model": schemas.ErrorOut},
           409: {"model": schemas.ErrorOut}, 422: {"model": schemas.ErrorOut}}
+BULK_MAX_BODY = 32 * 1024 * 1024
 NodeId = Annotated[str, Path(max_length=63, description="node id (uuid) or name")]
 
 
@@ -63,21 +64,22 @@ def _fmt_validation(errors) -> tuple[int, str, str]:
 class BodyLimit:
     """Refuse request bodies larger than ``max_bytes`` with 413 (before any handler reads them)."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, per_path: Optional[dict] = None):
+        self.app, self.default, self.per_path = app, max_bytes, per_path or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.per_path.get(scope.get("path"), self.default)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
                     return await _error(413, "payload_too_large",
-                                        f"request body larger than {self.max_bytes} bytes")(scope, receive, send)
+                                        f"request body larger than {limit} bytes")(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -86,9 +88,9 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-            if size > self.max_bytes:
+            if size > limit:
                 return await _error(413, "payload_too_large",
-                                    f"request body larger than {self.max_bytes} bytes")(scope, receive, send)
+                                    f"request body larger than {limit} bytes")(scope, receive, send)
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         return await self.app(scope, _replay([body], receive), send)
 
@@ -182,7 +184,8 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                   exc_info=exc)
         return _error(500, "internal_error", f"internal error (reference {ref}; see the service log)")
 
-    app.add_middleware(BodyLimit, max_bytes=ctx.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=ctx.settings.max_body_bytes,
+                       per_path={"/api/v1/nodes/bulk": max(ctx.settings.max_body_bytes, BULK_MAX_BODY)})
 
     # auth ----------------------------------------------------------------------------------------
     def require_admin(cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)]):
@@ -223,6 +226,13 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             out = registry.node_dict(node)
         log.info("node %s registered (%s)", out["name"], out["state"])
         return JSONResponse(out, status_code=201)
+
+    @admin.post("/nodes/bulk", status_code=201, response_model=schemas.BulkOut, tags=["nodes"])
+    def create_nodes_bulk(body: schemas.NodeBulkCreate):
+        with ctx.db.write() as s:
+            created = registry.create_nodes_bulk(s, body.nodes)
+        log.info("%d nodes registered (bulk)", created)
+        return JSONResponse({"created": created}, status_code=201)
 
     @admin.get("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
     def get_node(node_id: NodeId):

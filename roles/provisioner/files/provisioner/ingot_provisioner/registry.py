@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import secrets
 from typing import Optional
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import String, exists, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from .bootart import Renderer, UserDataError, base_cloud_config, generate_host_k
 from .config import Settings
 from .db import Database
 from .errors import ApiError, Conflict, Forbidden, Invalid, NoNodeAvailable, NotFound, Unauthorized
-from .models import DeployToken, Event, Image, Mac, Node, NodeTag, utcnow
+from .models import DeployToken, Event, Image, Mac, Node, NodeTag, new_id, utcnow
 from .states import AGENT_MODES, DELETABLE, Action, State, check
 
 log = logging.getLogger("ingot_provisioner.registry")
@@ -30,7 +31,7 @@ TOKEN_PREFIX = "idt_"
 def iso(value: Optional[dt.datetime]) -> Optional[str]:
     if value is None:
         return None
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def hash_token(token: str) -> str:
@@ -136,17 +137,86 @@ def _set_macs(s: Session, node: Node, macs: list[str]) -> None:
 
 
 # nodes ----------------------------------------------------------------------------------------
+_LIST_COLUMNS = ("id", "name", "state", "maintenance", "maintenance_reason", "pool", "facts", "bmc", "owner",
+                 "allocation_name", "image", "hostname", "ip_address", "ssh_host_keys", "docker_url", "last_error",
+                 "deadline", "created_at", "updated_at", "state_changed_at")
+_TIME_COLUMNS = frozenset({"deadline", "created_at", "updated_at", "state_changed_at"})
+_JSON_COLUMNS = frozenset({"facts", "bmc", "ssh_host_keys"})
+
+
+def _json_text(value: Optional[str]):
+    return None if value is None or value == "null" else json.loads(value)
+
+
+def _same(value):
+    return value
+
+
+def _sqlite_iso(value: Optional[str]) -> Optional[str]:
+    """'2026-11-26 15:19:12.173721' (naive UTC, as UTCDateTime stores it) -> '2026-11-26T15:19:12.173721Z'."""
+    if value is None:
+        return None
+    return value.replace(" ", "T", 1) + "Z"
+
+
 def list_nodes(s: Session, *, state=None, pool=None, owner=None, limit=1000, offset=0) -> dict:
-    q = select(Node)
+    """The node list, built from plain rows (no ORM objects): 10,000 nodes are one request of the inventory."""
+    table = Node.__table__
+    where = []
     if state:
-        q = q.where(Node.state == state)
+        where.append(table.c.state == state)
     if pool:
-        q = q.where(Node.pool == pool)
+        where.append(table.c.pool == pool)
     if owner:
-        q = q.where(Node.owner == owner)
-    total = s.scalar(select(func.count()).select_from(q.subquery()))
-    nodes = s.scalars(q.order_by(Node.name).limit(limit).offset(offset)).all()
-    return {"items": [node_dict(n) for n in nodes], "total": total}
+        where.append(table.c.owner == owner)
+    total = s.scalar(select(func.count()).select_from(table).where(*where))
+    sqlite = s.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        # SQLite keeps UTC timestamps as text: format them directly instead of parsing them into datetimes
+        # (and JSON as text, parsed below: SQLAlchemy's per-row processing costs more than the query)
+        cols = [type_coerce(table.c[c], String) if c in _TIME_COLUMNS or c in _JSON_COLUMNS else table.c[c]
+                for c in _LIST_COLUMNS]
+        when, load = _sqlite_iso, _json_text
+    else:
+        cols = [table.c[c] for c in _LIST_COLUMNS]
+        when, load = iso, _same
+    rows = s.execute(select(*cols).where(*where).order_by(table.c.name).limit(limit).offset(offset)).all()
+    if not rows:
+        return {"items": [], "total": total}
+    macs: dict = {}
+    tags: dict = {}
+    if len(rows) == total:  # the whole registry (the inventory's case): no IN list needed
+        mac_rows = s.execute(select(Mac.node_id, Mac.mac)).all()
+        tag_rows = s.execute(select(NodeTag.node_id, NodeTag.tag)).all()
+    else:
+        ids = [r.id for r in rows]
+        mac_rows, tag_rows = [], []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            mac_rows += s.execute(select(Mac.node_id, Mac.mac).where(Mac.node_id.in_(chunk))).all()
+            tag_rows += s.execute(select(NodeTag.node_id, NodeTag.tag).where(NodeTag.node_id.in_(chunk))).all()
+    for node_id, mac in mac_rows:
+        macs.setdefault(node_id, []).append(mac)
+    for node_id, tag in tag_rows:
+        tags.setdefault(node_id, []).append(tag)
+    items = []
+    for (node_id, name, state_, maint, maint_reason, pool_, facts, bmc, owner_, alloc, image, hostname, ip, keys,
+         docker_url, last_error, deadline, created, updated, changed) in rows:
+        node_macs = macs.get(node_id, [])
+        node_tags = tags.get(node_id, [])
+        if len(node_macs) > 1:
+            node_macs.sort()
+        if len(node_tags) > 1:
+            node_tags.sort()
+        items.append({
+            "id": node_id, "name": name, "macs": node_macs, "state": state_, "maintenance": bool(maint),
+            "maintenance_reason": maint_reason, "pool": pool_, "tags": node_tags, "facts": load(facts) or {},
+            "bmc": load(bmc), "owner": owner_, "allocation_name": alloc, "image": image, "hostname": hostname,
+            "ip_address": ip, "ssh_host_keys": load(keys) or {}, "docker_url": docker_url, "last_error": last_error,
+            "deadline": when(deadline), "created_at": when(created), "updated_at": when(updated),
+            "state_changed_at": when(changed),
+        })
+    return {"items": items, "total": total}
 
 
 def create_node(s: Session, req: schemas.NodeCreate) -> Node:
@@ -163,6 +233,53 @@ def create_node(s: Session, req: schemas.NodeCreate) -> Node:
     add_event(s, node, "created", f"node registered in state {req.state}",
               {"macs": node.mac_list, "pool": req.pool, "tags": node.tags})
     return node
+
+
+def create_nodes_bulk(s: Session, nodes: list[schemas.NodeCreate]) -> int:
+    """Register many nodes in one transaction (all or nothing), with set-based checks and inserts."""
+    names = [n.name for n in nodes]
+    macs = [m for n in nodes for m in set(n.macs)]
+    for label, values in (("node name", names), ("MAC", macs)):
+        seen, dups = set(), set()
+        for v in values:
+            (dups if v in seen else seen).add(v)
+        if dups:
+            raise Conflict(f"{label} given twice in the request: {', '.join(sorted(dups)[:5])}")
+    for i in range(0, len(names), 500):
+        taken = s.scalars(select(Node.name).where(Node.name.in_(names[i:i + 500]))).all()
+        if taken:
+            raise Conflict(f"node name '{taken[0]}' is taken")
+    for i in range(0, len(macs), 500):
+        taken = s.execute(select(Mac.mac, Node.name).join(Node).where(Mac.mac.in_(macs[i:i + 500]))).first()
+        if taken:
+            raise Conflict(f"MAC {taken[0]} is taken by node '{taken[1]}'")
+    now = utcnow()
+    node_rows, mac_rows, tag_rows, event_rows = [], [], [], []
+    for n in nodes:
+        node_id = new_id()
+        facts = dict(n.facts)
+        node_rows.append({
+            "id": node_id, "name": n.name, "state": n.state, "maintenance": False, "pool": n.pool, "facts": facts,
+            "cpus": _int_fact(facts, "cpus"), "memory_mib": _int_fact(facts, "memory_mib"),
+            "disk_gib": _int_fact(facts, "disk_gib"), "bmc": n.bmc.model_dump() if n.bmc else None,
+            "deploy_generation": 0, "created_at": now, "updated_at": now, "state_changed_at": now})
+        mac_rows += [{"mac": m, "node_id": node_id} for m in sorted(set(n.macs))]
+        tag_rows += [{"node_id": node_id, "tag": t} for t in sorted(set(n.tags))]
+        event_rows.append({"node_id": node_id, "time": now, "kind": "created",
+                           "message": f"node registered in state {n.state} (bulk)",
+                           "data": {"macs": sorted(set(n.macs)), "pool": n.pool, "tags": sorted(set(n.tags))}})
+    s.execute(insert(Node), node_rows)
+    if mac_rows:
+        s.execute(insert(Mac), mac_rows)
+    if tag_rows:
+        s.execute(insert(NodeTag), tag_rows)
+    s.execute(insert(Event), event_rows)
+    return len(node_rows)
+
+
+def _int_fact(facts: dict, key: str) -> Optional[int]:
+    value = facts.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def update_node(s: Session, node: Node, req: schemas.NodePatch) -> Node:

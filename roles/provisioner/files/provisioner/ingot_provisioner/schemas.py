@@ -123,6 +123,10 @@ class NodeCreate(Request):
     state: Literal["ready", "discovered"] = "ready"
 
 
+class NodeBulkCreate(Request):
+    nodes: list[NodeCreate] = Field(min_length=1, max_length=10000)
+
+
 class NodePatch(Request):
     pool: Optional[Name] = None
     tags: Optional[list[Tag]] = Field(None, max_length=64)
@@ -212,6 +216,10 @@ class NodeOut(BaseModel):
 class NodeList(BaseModel):
     items: list[NodeOut]
     total: int
+
+
+class BulkOut(BaseModel):
+    created: int
 
 
 class EventOut(BaseModel):

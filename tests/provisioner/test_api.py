@@ -6,6 +6,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -542,11 +543,11 @@ def test_bulk_registration(client, admin):
     nodes = [{"name": f"b{i:05d}", "macs": [f"02:00:01:00:{i >> 8:02x}:{i & 255:02x}"], "pool": "bulk",
               "tags": ["x", "y"], "facts": {"cpus": 4, "memory_mib": 2048}, "bmc": {"address": "127.0.0.1",
                                                                                    "port": 7000 + i % 100}}
-             for i in range(5000)]
+             for i in range(2000)]
     resp = client.post("/api/v1/nodes/bulk", json={"nodes": nodes}, headers=admin)
-    assert resp.status_code == 201 and resp.json() == {"created": 5000}
+    assert resp.status_code == 201 and resp.json() == {"created": 2000}
     listing = client.get("/api/v1/nodes", params={"limit": 10000}, headers=admin).json()
-    assert listing["total"] == 5000 and listing["items"][7]["macs"] == ["02:00:01:00:00:07"]
+    assert listing["total"] == 2000 and listing["items"][7]["macs"] == ["02:00:01:00:00:07"]
     assert listing["items"][7]["tags"] == ["x", "y"] and listing["items"][7]["bmc"]["port"] == 7007
     one = client.get("/api/v1/nodes/b00007", headers=admin).json()
     assert {k: v for k, v in one.items()} == listing["items"][7]
@@ -555,7 +556,40 @@ def test_bulk_registration(client, admin):
     dup = client.post("/api/v1/nodes/bulk", json={"nodes": [node_body(name="a"), node_body(name="b")]},
                       headers=admin)
     assert dup.status_code == 409 and "02:00:00:00:00:01" in dup.json()["detail"]
-    assert client.get("/api/v1/nodes", params={"limit": 1}, headers=admin).json()["total"] == 5000
+    assert client.get("/api/v1/nodes", params={"limit": 1}, headers=admin).json()["total"] == 2000
     alloc = client.post("/api/v1/allocations", json={"owner": "o", "name": "n", "tags": ["x"], "min_cpus": 4},
                         headers=admin)
     assert alloc.status_code == 201 and alloc.json()["name"] == "b00000"
+
+
+def test_sqlite_pragmas(db):
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_deploy_timeout_thread(tmp_path, admin):
+    """The service's own background check fails an overdue deploy, revokes its token, logs an event."""
+    from fastapi.testclient import TestClient
+
+    from conftest import make_settings
+    from ingot_provisioner.api import create_app
+    from ingot_provisioner.db import Database
+
+    settings = make_settings(tmp_path, deploy_timeout=0.6, timeout_check_interval=0.1)
+    db = Database(settings.database_url)
+    db.migrate()
+    with TestClient(create_app(settings, db), raise_server_exceptions=False) as c:
+        deploy_node(c, admin)
+        token = token_of(c)
+        deadline = time.monotonic() + 10
+        while c.get("/api/v1/nodes/n1", headers=admin).json()["state"] == "deploying" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        node = c.get("/api/v1/nodes/n1", headers=admin).json()
+        assert node["state"] == "deploy_failed" and "timed out" in node["last_error"]
+        assert c.get("/agent/manifest", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+        kinds = [e["kind"] for e in c.get("/api/v1/nodes/n1/events", headers=admin).json()["items"]]
+        assert "timeout" in kinds
+    db.dispose()

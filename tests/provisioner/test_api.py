@@ -387,6 +387,7 @@ def test_host_key_pair_matches():
     ("- a\n- b\n", "mapping"),
     ("ssh_keys:\n  ed25519_private: x\n", "ssh_keys"),
     ("ssh_genkeytypes: [rsa]\n", "ssh_genkeytypes"),
+    ("hostname: other\n", "conflicts"),
 ])
 def test_bad_user_data(client, admin, user_data, fragment):
     resp = deploy_node(client, admin, user_data=user_data)

@@ -157,6 +157,12 @@ def check_settings(settings: Settings) -> list[str]:
         problems.append("no admin token: set admin_token, admin_token_file or INGOT_PROVISIONER_ADMIN_TOKEN")
     elif len(token) < 16:
         problems.append("the admin token is shorter than 16 characters")
-    if not (settings.database_url.startswith("sqlite:") or settings.database_url.startswith("postgresql")):
+    url = settings.database_url
+    if not (url.startswith("sqlite:") or url.startswith("postgresql") or url.startswith("postgres://")):
         problems.append("database_url must be sqlite:///PATH or postgresql://...")
+    elif url.startswith("postgres"):
+        try:
+            import psycopg  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        except ImportError:
+            problems.append("database_url is PostgreSQL but psycopg is not installed: pip install 'psycopg[binary]'")
     return problems

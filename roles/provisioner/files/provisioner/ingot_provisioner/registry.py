@@ -438,7 +438,7 @@ def deploy(s: Session, node: Node, req: schemas.DeployRequest, settings: Setting
         raise NotFound(f"image '{req.image}' not found (node '{node.name}', state '{node.state}', "
                        f"request deploy)")
     try:
-        parse_user_data(req.user_data)
+        extra = parse_user_data(req.user_data)
     except UserDataError as exc:
         raise Invalid(f"node '{node.name}': {exc}", code="invalid_user_data") from None
     hostname = req.hostname or (node.allocation_name or node.name).lower()
@@ -446,6 +446,9 @@ def deploy(s: Session, node: Node, req: schemas.DeployRequest, settings: Setting
         hostname = schemas.validate_hostname(hostname)
     except ValueError:
         raise Invalid(f"node '{node.name}': '{hostname}' is not a valid hostname: pass hostname") from None
+    if "hostname" in extra and str(extra["hostname"]).lower() != hostname.split(".")[0]:
+        raise Invalid(f"node '{node.name}': user_data hostname '{extra['hostname']}' conflicts with the deploy "
+                      f"hostname '{hostname}' (set hostname in the request instead)", code="invalid_user_data")
     apply(s, node, Action.DEPLOY, request=request,
           message=f"deploy of image '{image.name}' requested", data={"image": image.name})
     public, private = generate_host_keys()

@@ -24,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from conftest import AGENT, Server, http  # noqa: E402  pylint: disable=wrong-import-position
+from ingot_provtest import AGENT, Server, http  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def build_image(workdir, size_mb):

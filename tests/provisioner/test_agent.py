@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ADMIN_TOKEN, AGENT, Server, http
+from ingot_provtest import ADMIN_TOKEN, AGENT, Server, http
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7fakefakefakefakefakefakefakefakefakefake user@host"
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ADMIN_TOKEN, PKG_DIR
+from ingot_provtest import ADMIN_TOKEN, PKG_DIR
 from ingot_provisioner import bootart, logsafe
 from ingot_provisioner.config import ConfigError, load_settings
 
@@ -542,9 +542,8 @@ def test_discovery_leaves_maintenance_nodes_alone(client, admin):
 
 def test_bulk_registration(client, admin):
     nodes = [{"name": f"b{i:05d}", "macs": [f"02:00:01:00:{i >> 8:02x}:{i & 255:02x}"], "pool": "bulk",
-              "tags": ["x", "y"], "facts": {"cpus": 4, "memory_mib": 2048}, "bmc": {"address": "127.0.0.1",
-                                                                                   "port": 7000 + i % 100}}
-             for i in range(2000)]
+              "tags": ["x", "y"], "facts": {"cpus": 4, "memory_mib": 2048},
+              "bmc": {"address": "127.0.0.1", "port": 7000 + i % 100}} for i in range(2000)]
     resp = client.post("/api/v1/nodes/bulk", json={"nodes": nodes}, headers=admin)
     assert resp.status_code == 201 and resp.json() == {"created": 2000}
     listing = client.get("/api/v1/nodes", params={"limit": 10000}, headers=admin).json()
@@ -575,7 +574,7 @@ def test_deploy_timeout_thread(tmp_path, admin):
     """The service's own background check fails an overdue deploy, revokes its token, logs an event."""
     from fastapi.testclient import TestClient
 
-    from conftest import make_settings
+    from ingot_provtest import make_settings
     from ingot_provisioner.api import create_app
     from ingot_provisioner.db import Database
 

@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import text
 
-from conftest import ADMIN_TOKEN, http
+from ingot_provtest import ADMIN_TOKEN, http
 from ingot_provisioner.db import Database
 
 WRITERS = 4

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import http
+from ingot_provtest import http
 
 READY = 10
 CLIENTS = 50
@@ -103,7 +103,7 @@ def test_registry_api_on_both_backends(backend, request, tmp_path):
     """The in-process API on PostgreSQL as well: create, allocate, deploy, events."""
     from fastapi.testclient import TestClient
 
-    from conftest import ADMIN_TOKEN, make_settings
+    from ingot_provtest import ADMIN_TOKEN, make_settings
     from ingot_provisioner.api import create_app
     from ingot_provisioner.db import Database
 

@@ -13,6 +13,9 @@
     ingot-lab vbmc inventory [-o FILE]
     ingot-lab vbmc serve [--names a,b] [--shard-id ID]      (foreground, for debugging)
     ingot-lab vbmc bench [--threads 20] [--rounds 3]
+    ingot-lab node console NAME [--tail N]
+    ingot-lab up [--nodes N] [--base-port P]
+    ingot-lab down
 
 The state directory is ``$INGOT_LAB_DIR`` or ``<collection root>/.lab``.
 """
@@ -150,6 +153,23 @@ def cmd_bench(lab, args):
     return 1 if summary['failures'] else 0
 
 
+def cmd_node_console(lab, args):
+    vm = manage.machine(lab, args.name)
+    if not hasattr(vm, 'console'):
+        raise LabError('%s is a %s machine: it has no console' % (args.name, type(vm).__name__))
+    sys.stdout.write(vm.console(tail=args.tail))
+
+
+def cmd_up(lab, args):
+    from ingot_lab import rack
+    return rack.up(lab, args.nodes, base_port=args.base_port)
+
+
+def cmd_down(lab, args):
+    from ingot_lab import rack
+    return rack.down(lab)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='ingot-lab', description='The ingot.metal virtual lab.')
     parser.add_argument('--state-dir', default=None,
@@ -220,6 +240,21 @@ def build_parser():
     p.add_argument('--threads', type=int, default=20)
     p.add_argument('--rounds', type=int, default=3)
     p.set_defaults(func=cmd_bench)
+
+    node = groups.add_parser('node', help='the lab\'s nodes (Docker machines)')
+    nsub = node.add_subparsers(dest='command', required=True)
+    p = nsub.add_parser('console', help='the node\'s console output, every boot (the container\'s log)')
+    p.add_argument('name')
+    p.add_argument('--tail', type=int, help='only the last N lines')
+    p.set_defaults(func=cmd_node_console)
+
+    p = groups.add_parser('up', help='bring the lab rack up: Docker, images, bridge, provisioner host, '
+                                     'vBMCs and N node containers')
+    p.add_argument('--nodes', type=int, default=2)
+    p.add_argument('--base-port', type=int, default=16230)
+    p.set_defaults(func=cmd_up)
+    p = groups.add_parser('down', help='remove everything "up" created and restore the host')
+    p.set_defaults(func=cmd_down)
     return parser
 
 

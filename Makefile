@@ -23,7 +23,7 @@ COLLECTION_LINK := $(BUILD)/ansible_collections/ingot/metal
 SANITY_ROOT := $(BUILD)/sanity/ansible_collections/ingot/metal
 DIST := $(BUILD)/dist
 EE_CONTEXT := $(BUILD)/ee
-REQUIREMENTS := $(REPO)/tests/requirements-dev.txt $(REPO)/requirements.txt
+REQUIREMENTS := $(REPO)/tests/requirements-dev.txt $(REPO)/requirements.txt $(REPO)/roles/provisioner/files/provisioner/requirements.txt
 # The shell scripts of the tooling, checked by shellcheck in `make lint` (ansible-test checks *.sh).
 SHELL_SCRIPTS := $(REPO)/.ci/run $(filter-out %.py,$(wildcard $(REPO)/hack/*))
 

@@ -140,6 +140,29 @@ def _bridge(record):
         _run(_rule('-I'))
 
 
+PROVISIONER_IMAGE_REPO = 'ingot-lab/provisioner'
+
+
+def _provisioner_image_hash():
+    """Content hash of roles/provisioner (minus molecule/build/caches) and the base image id."""
+    import hashlib   # pylint: disable=import-outside-toplevel
+    digest = hashlib.sha256()
+    digest.update(_run(['docker', 'image', 'inspect', '-f', '{{.Id}}', BASE_IMAGE], quiet=True).stdout.encode())
+    role = os.path.join(REPO, 'roles', 'provisioner')
+    for top, dirs, files in os.walk(role):
+        dirs[:] = sorted(d for d in dirs if d not in ('molecule', 'build', '__pycache__', '.pytest_cache')
+                         and not d.endswith('.egg-info'))
+        for fname in sorted(files):
+            path = os.path.join(top, fname)
+            with open(path, 'rb') as handle:
+                digest.update(os.path.relpath(path, role).encode() + b'\0' + handle.read())
+    return digest.hexdigest()[:16]
+
+
+def _image_exists(tag):
+    return subprocess.run(['docker', 'image', 'inspect', tag], capture_output=True, check=False).returncode == 0
+
+
 def _container_state(name):
     proc = subprocess.run(['docker', 'inspect', '-f', '{{.State.Running}}', name], capture_output=True,
                           text=True, check=False)
@@ -149,6 +172,12 @@ def _container_state(name):
 @_step('provisioner host (container + roles/provisioner)')
 def _provisioner(lab, record, token):
     state = _container_state(PROVISIONER)
+    # A container on which roles/provisioner already converged once (same role, same base) is kept
+    # as an image; the role still runs on it (idempotent, quick).  Its registry is empty: the image
+    # is committed right after the role's first run, before any node exists.
+    cache_tag = '%s:%s' % (PROVISIONER_IMAGE_REPO, _provisioner_image_hash())
+    cached = _image_exists(cache_tag)
+    _say('  provisioner image %s' % (cache_tag + ': cached' if cached else BASE_IMAGE))
     if state is None:
         record.add('container', name=PROVISIONER)
         _run(['docker', 'run', '-d', '--name', PROVISIONER, '--hostname', 'provisioner',
@@ -159,7 +188,7 @@ def _provisioner(lab, record, token):
               '--cgroupns=host', '--tmpfs', '/sys/fs/cgroup:mode=755'] + cgroup_binds() + [
               '--stop-signal', 'SIGRTMIN+3', '-e', 'container=docker',
               '-v', '/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro',
-              BASE_IMAGE, '/sbin/init'], quiet=True)
+              cache_tag if cached else BASE_IMAGE, '/sbin/init'], quiet=True)
     elif not state:
         _run(['docker', 'start', PROVISIONER], quiet=True)
     pid = _run(['docker', 'inspect', '-f', '{{.State.Pid}}', PROVISIONER], quiet=True).stdout.strip()
@@ -201,6 +230,9 @@ def _provisioner(lab, record, token):
         raise LabError('roles/provisioner failed (rc %s; artifacts in %s):\n%s' % (
             result.rc, result.artifact_dir, result.stdout[-3000:]))
     _say('  roles/provisioner: %d changed, in %.1f s' % (result.count('changed'), result.seconds))
+    if not cached:
+        _run(['docker', 'commit', PROVISIONER, cache_tag], quiet=True)   # (STOPSIGNAL: set by docker run)
+        _say('  cached the configured provisioner host as %s' % cache_tag)
 
 
 @_step('virtual BMCs and node containers')

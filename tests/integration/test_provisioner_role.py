@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, ingot.metal contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""roles/provisioner, converged into a systemd container: its Molecule scenario ``default``.
+
+With molecule on the PATH of this interpreter's environment, ``molecule test`` runs as is. Without it,
+the same scenario runs through ansible-runner: its create, prepare, converge, verify and cleanup
+playbooks, in the same order, with idempotence (a second converge changes nothing) and check mode
+(changes nothing on the converged host) read from the runs' stats.
+
+Docker comes from tests/docker/ensure-docker (installed and started by hand when missing) and is put
+back as it was by tests/docker/teardown-docker; the image from tests/images/build-image (cached by
+content hash). The test is skipped only when Docker cannot run here.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from ingot_testlib import REPO, ansible_env, collections_path, run_playbook
+
+pytestmark = pytest.mark.timeout(2400)
+
+SCENARIO = os.path.join(REPO, 'roles', 'provisioner', 'molecule', 'default')
+ENSURE = os.path.join(REPO, 'tests', 'docker', 'ensure-docker')
+TEARDOWN = os.path.join(REPO, 'tests', 'docker', 'teardown-docker')
+BUILD_IMAGE = os.path.join(REPO, 'tests', 'images', 'build-image')
+BIN = os.path.dirname(sys.executable)
+
+
+def _say(msg):
+    print('[provisioner role] %s' % msg, flush=True)
+
+
+@pytest.fixture(scope='module')
+def docker_engine():
+    """A Docker engine that answers (started here if need be, and then stopped again)."""
+    if not sys.platform.startswith('linux'):
+        pytest.skip('Docker cannot run here: not Linux')
+    if os.geteuid() != 0:
+        pytest.skip('Docker cannot run here: the role test needs root (dockerd, bridges, iptables)')
+    start = time.monotonic()
+    r = subprocess.run([ENSURE], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        pytest.skip('Docker cannot run here: tests/docker/ensure-docker failed:\n%s%s' % (r.stdout, r.stderr[-3000:]))
+    _say('%s (%.0f s)' % (r.stdout.strip(), time.monotonic() - start))
+    started_here = 'nothing changed' not in r.stdout
+    try:
+        yield
+    finally:
+        if started_here:  # a daemon found running belongs to whoever started it
+            r = subprocess.run([TEARDOWN], capture_output=True, text=True, timeout=300)
+            _say('%s%s' % (r.stdout.strip(), ('\n' + r.stderr.strip()) if r.stderr.strip() else ''))
+
+
+@pytest.fixture(scope='module')
+def systemd_image(docker_engine):
+    start = time.monotonic()
+    r = subprocess.run([BUILD_IMAGE, 'debian-systemd'], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, 'tests/images/build-image debian-systemd failed:\n%s%s' % (r.stdout, r.stderr[-4000:])
+    _say('%s (%.0f s)' % (r.stdout.strip(), time.monotonic() - start))
+
+
+def _molecule():
+    exe = os.path.join(BIN, 'molecule')
+    return exe if os.access(exe, os.X_OK) else None
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(ansible_env())
+    env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
+    env['ANSIBLE_COLLECTIONS_PATH'] = collections_path() + os.pathsep + env.get('ANSIBLE_COLLECTIONS_PATH', '')
+    env.pop('ANSIBLE_PYTHON_INTERPRETER', None)  # the instance has its own /usr/bin/python3
+    env['ANSIBLE_NOCOLOR'] = '1'
+    env['PY_COLORS'] = '0'
+    return env
+
+
+def _run_molecule(exe):
+    start = time.monotonic()
+    log = os.path.join(REPO, '.runner', 'molecule-provisioner-default.log')
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, 'w') as out:
+        r = subprocess.run([exe, 'test', '--scenario-name', 'default'], cwd=os.path.dirname(os.path.dirname(SCENARIO)),
+                           env=_env(), stdout=out, stderr=subprocess.STDOUT, timeout=2100)
+    with open(log) as f:
+        text = f.read()
+    _say('molecule test: rc=%d in %.0f s (log: %s)' % (r.returncode, time.monotonic() - start, log))
+    assert r.returncode == 0, 'molecule test failed:\n%s' % text[-8000:]
+
+
+class Scenario:
+    """The Molecule scenario's playbooks, run through ansible-runner with Molecule's inventory shape."""
+
+    def __init__(self, tmp):
+        with open(os.path.join(SCENARIO, 'molecule.yml')) as f:
+            self.molecule_yml = yaml.safe_load(f)
+        self.tmp = tmp
+        hosts = {p['name']: {'ansible_connection': 'community.docker.docker', 'ansible_pipelining': True,
+                             'ansible_python_interpreter': '/usr/bin/python3'}
+                 for p in self.molecule_yml['platforms']}
+        self.inventory = {'all': {'hosts': hosts}}
+        self.extravars = {'molecule_yml': self.molecule_yml, 'molecule_no_log': False}
+
+    def run(self, name, check=False, timeout=1200):
+        start = time.monotonic()
+        r = run_playbook(os.path.join(SCENARIO, name), self.inventory, extravars=self.extravars, check=check,
+                         timeout=timeout, workdir=os.path.join(self.tmp, '%s%s' % (name, '-check' if check else '')))
+        _say('%-13s %s in %5.1f s, changed=%d' % (name + (' --check' if check else ''), r.status,
+                                                  time.monotonic() - start, r.count('changed')))
+        assert r.status == 'successful', '%s%s failed:\n%s' % (name, ' --check' if check else '', r.stdout[-8000:])
+        return r
+
+    def destroy(self):
+        for p in self.molecule_yml['platforms']:
+            subprocess.run(['docker', 'rm', '-f', p['name']], capture_output=True, timeout=120)
+
+
+def _changed_tasks(result):
+    return sorted({'%s: %s' % (t.host, t.task) for t in result.results if t.status == 'changed'})
+
+
+def test_molecule_default_scenario(systemd_image, tmp_path):
+    """create, prepare, converge, idempotence, check, verify, cleanup, destroy."""
+    exe = _molecule()
+    if exe:
+        _run_molecule(exe)
+        return
+    _say('molecule is not installed next to %s: running the scenario through ansible-runner' % sys.executable)
+    scenario = Scenario(str(tmp_path))
+    start = time.monotonic()
+    try:
+        scenario.run('cleanup.yml')
+        scenario.destroy()
+        scenario.run('create.yml')
+        scenario.run('prepare.yml')
+        first = scenario.run('converge.yml')
+        assert first.count('changed') > 0
+        second = scenario.run('converge.yml')
+        assert second.count('changed') == 0, 'not idempotent: %s' % _changed_tasks(second)
+        check = scenario.run('converge.yml', check=True)
+        assert check.count('changed') == 0, 'check mode reports changes: %s' % _changed_tasks(check)
+        scenario.run('verify.yml')
+    finally:
+        try:
+            scenario.run('cleanup.yml')
+        finally:
+            scenario.destroy()
+            _say('scenario in %.0f s' % (time.monotonic() - start))
+
+
+def test_check_mode_on_a_new_host(systemd_image, tmp_path):
+    """Check mode on a host the role never touched: no failure, changes announced, nothing written."""
+    scenario = Scenario(str(tmp_path))
+    name = scenario.molecule_yml['platforms'][0]['name']
+    try:
+        scenario.destroy()
+        scenario.run('create.yml')
+        scenario.run('prepare.yml')
+        # a new Debian host has package lists; the image has none (apt-get update in check mode would not fetch them)
+        subprocess.run(['docker', 'exec', name, 'apt-get', 'update', '-qq'], check=True, capture_output=True, timeout=300)
+        r = scenario.run('converge.yml', check=True)
+        assert r.count('changed') > 0
+        probe = subprocess.run(['docker', 'exec', name, 'sh', '-c',
+                                'ls /opt/ingot-provisioner /etc/ingot-provisioner /etc/systemd/system/ingot-*.service'],
+                               capture_output=True, text=True, timeout=60)
+        assert probe.returncode != 0 and probe.stdout.strip() == '', 'check mode wrote files: %s' % probe.stdout
+    finally:
+        try:
+            scenario.run('cleanup.yml')
+        finally:
+            scenario.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_collection_copy():
+    """Molecule's prerun would install a copy of the collection into ~/.ansible; the scenario turns it off."""
+    target = os.path.expanduser('~/.ansible/collections/ansible_collections/ingot/metal')
+    existed = os.path.exists(target)
+    yield
+    if not existed and os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target, ignore_errors=True)

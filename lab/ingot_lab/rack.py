@@ -43,6 +43,7 @@ PROVISIONER_VETH = 'vinglabprov'
 PROVISIONER_MAC = '02:00:0a:fc:00:02'
 PROVISIONER_PORT = 8080
 RULE_COMMENT = 'ingot.metal lab'
+DIR_LABEL = 'org.ingot-metal.lab-dir'
 
 
 def _say(msg):
@@ -172,6 +173,12 @@ def _container_state(name):
 @_step('provisioner host (container + roles/provisioner)')
 def _provisioner(lab, record, token):
     state = _container_state(PROVISIONER)
+    if state is not None:
+        owner = _run(['docker', 'inspect', '-f', '{{ index .Config.Labels "%s" }}' % DIR_LABEL, PROVISIONER],
+                     quiet=True).stdout.strip()
+        if owner != os.path.abspath(lab.dir):
+            raise LabError('another lab is up (state directory %s): "ingot-lab --state-dir %s down" first'
+                           % (owner or '?', owner or '?'))
     # A container on which roles/provisioner already converged once (same role, same base) is kept
     # as an image; the role still runs on it (idempotent, quick).  Its registry is empty: the image
     # is committed right after the role's first run, before any node exists.
@@ -181,7 +188,7 @@ def _provisioner(lab, record, token):
     if state is None:
         record.add('container', name=PROVISIONER)
         _run(['docker', 'run', '-d', '--name', PROVISIONER, '--hostname', 'provisioner',
-              '--label', '%s=provisioner' % LABEL,
+              '--label', '%s=provisioner' % LABEL, '--label', '%s=%s' % (DIR_LABEL, os.path.abspath(lab.dir)),
               '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
               '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
               '--tmpfs', '/run', '--tmpfs', '/run/lock',

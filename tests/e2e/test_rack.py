@@ -1,7 +1,10 @@
 """The lab rack end to end (see conftest.py).  Test order matters: the last test takes the rack down
 and compares the host with what it was before ``up``."""
 
+import subprocess
 import time
+
+from ingot_lab.docker_machine import BASE_IMAGE
 
 from conftest import host_snapshot, wait_for
 
@@ -94,6 +97,38 @@ def test_known_node_pxe_boots_its_local_disk(lab_rack):
     assert lab_rack.power(name) == 'on'
     lab_rack.ipmitool(name, 'power', 'off')
     assert lab_rack.power(name) == 'off'
+
+
+def test_disk_boot_of_an_os_then_soft_off(lab_rack):
+    """A disk holding a systemd OS boots from disk (firmware chroot + systemd as PID 1), with the
+    node's NIC; soft off (ACPI) halts it cleanly and the container ends."""
+    name = sorted(lab_rack.config)[-1]
+    vm = lab_rack.machine(name)
+    created = subprocess.run(['docker', 'create', BASE_IMAGE], capture_output=True, text=True, check=True)
+    cid = created.stdout.strip()
+    try:
+        subprocess.run('docker export %s | tar -x -C %s' % (cid, vm.disk), shell=True, check=True)
+    finally:
+        subprocess.run(['docker', 'rm', cid], capture_output=True, check=False)
+    lab_rack.ipmitool(name, 'chassis', 'bootdev', 'disk')
+    start = time.monotonic()
+    lab_rack.ipmitool(name, 'power', 'on')
+
+    def system_state():
+        proc = subprocess.run(['docker', 'exec', vm.container, 'chroot', '/disk', 'systemctl', 'is-system-running'],
+                              capture_output=True, text=True, check=False)
+        return proc.stdout.strip() in ('running', 'degraded') and proc.stdout.strip()
+
+    state = wait_for(system_state, 60, interval=0.5, what='systemd on the disk')
+    print('disk boot to systemd %s: %.1f s' % (state, time.monotonic() - start))
+    mac = subprocess.run(['docker', 'exec', vm.container, 'cat', '/sys/class/net/eth0/address'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert mac == lab_rack.macs(name)[0]
+    assert 'exec /disk/lib/systemd/systemd' in lab_rack.console(name)
+    start = time.monotonic()
+    lab_rack.ipmitool(name, 'power', 'soft')
+    wait_for(lambda: lab_rack.power(name) == 'off', 30, what='the OS to power off')
+    print('soft off of the booted OS: %.1f s' % (time.monotonic() - start))
 
 
 def test_zz_down_restores_the_host(lab_rack):

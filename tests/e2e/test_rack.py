@@ -1,8 +1,13 @@
 """The lab rack end to end (see conftest.py).  Test order matters: the last test takes the rack down
 and compares the host with what it was before ``up``."""
 
+import hashlib
+import json
+import os
 import subprocess
 import time
+
+from ingot_lab import rack
 
 from ingot_lab.docker_machine import BASE_IMAGE
 
@@ -129,6 +134,61 @@ def test_disk_boot_of_an_os_then_soft_off(lab_rack):
     lab_rack.ipmitool(name, 'power', 'soft')
     wait_for(lambda: lab_rack.power(name) == 'off', 30, what='the OS to power off')
     print('soft off of the booted OS: %.1f s' % (time.monotonic() - start))
+
+
+def _stand_in_image(lab_rack, tmp_path, name):
+    """Until roles/os_image exists: the lab's systemd base image as a tar in the provisioner's image
+    store, registered with its sha256 (a bad one when asked)."""
+    tar = tmp_path / 'os.tar'
+    cid = subprocess.run(['docker', 'create', BASE_IMAGE], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        subprocess.run('docker export %s > %s' % (cid, tar), shell=True, check=True)
+    finally:
+        subprocess.run(['docker', 'rm', cid], capture_output=True, check=False)
+    digest = hashlib.sha256(tar.read_bytes()).hexdigest()
+    subprocess.run(['docker', 'cp', str(tar), '%s:/var/lib/ingot-provisioner/images/%s.tar' % (rack.PROVISIONER, name)],
+                   check=True)
+    subprocess.run(['docker', 'exec', rack.PROVISIONER, 'chmod', '0644', '/var/lib/ingot-provisioner/images/%s.tar' % name],
+                   check=True)
+    return digest, '%s.tar' % name
+
+
+def test_deploy_bad_checksum_then_good_image_boots_from_disk(lab_rack, tmp_path):
+    """Deploy through the provisioner API and the BMC: a wrong checksum ends in deploy_failed with an
+    event naming the image and an untouched disk; a retry with the right image lands on the disk and
+    the node boots it (the provisioner's iPXE script sends the deployed node to its disk)."""
+    name = 'n002'
+    mac = lab_rack.macs(name)[0]
+    vm = lab_rack.machine(name)
+    digest, fname = _stand_in_image(lab_rack, tmp_path, 'standin')
+    lab_rack.api('/api/v1/images', 'POST', {'name': 'standin', 'url': fname, 'sha256': digest, 'format': 'tar'})
+    lab_rack.api('/api/v1/images', 'POST', {'name': 'standin-bad', 'url': fname, 'sha256': '0' * 64, 'format': 'tar'})
+    node = [n for n in lab_rack.api('/api/v1/nodes')['items'] if mac in n['macs']][0]
+    lab_rack.api('/api/v1/nodes/%s/enroll' % node['id'], 'POST', {})
+    lab_rack.api('/api/v1/allocations', 'POST', {'owner': 'e2e', 'name': 'e2e1'})
+    lab_rack.api('/api/v1/nodes/%s/deploy' % node['id'], 'POST', {'image': 'standin-bad', 'ssh_keys': []})
+    lab_rack.ipmitool(name, 'chassis', 'bootdev', 'pxe')
+    lab_rack.ipmitool(name, 'power', 'on')
+    wait_for(lambda: lab_rack.api('/api/v1/nodes/%s' % node['id'])['state'] == 'deploy_failed', 90, interval=1,
+             what='deploy_failed')
+    events = lab_rack.api('/api/v1/nodes/%s/events' % node['id'])['items']
+    assert any('standin-bad' in json.dumps(e) for e in events if 'fail' in json.dumps(e).lower())
+    assert not os.path.exists(os.path.join(vm.disk, 'lib', 'systemd', 'systemd'))
+    lab_rack.ipmitool(name, 'power', 'off')
+
+    start = time.monotonic()
+    lab_rack.api('/api/v1/nodes/%s/deploy' % node['id'], 'POST', {'image': 'standin', 'ssh_keys': []})
+    lab_rack.ipmitool(name, 'chassis', 'bootdev', 'pxe')
+    lab_rack.ipmitool(name, 'power', 'on')
+    wait_for(lambda: lab_rack.api('/api/v1/nodes/%s' % node['id'])['state'] == 'deployed', 120, interval=1,
+             what='deployed')
+    print('deploy of the stand-in image: %.1f s' % (time.monotonic() - start))
+    assert os.path.isfile(os.path.join(vm.disk, 'var', 'lib', 'cloud', 'seed', 'nocloud', 'user-data'))
+    console = wait_for(lambda: 'exec /disk/lib/systemd/systemd' in lab_rack.console(name) and lab_rack.console(name),
+                       60, what='the boot from disk after the deploy')
+    assert 'rebooting' in console
+    assert lab_rack.power(name) == 'on'
+    lab_rack.ipmitool(name, 'power', 'off')
 
 
 def test_zz_down_restores_the_host(lab_rack):

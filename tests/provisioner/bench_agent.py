@@ -49,7 +49,7 @@ def build_image(workdir, size_mb):
     while remaining > 0:
         n = min(remaining, 32 << 20)
         with open(os.path.join(big, f"big{j}.bin"), "wb") as fh:
-            for _ in range(n >> 20):
+            for dummy in range(n >> 20):
                 fh.write(chunk)
             fh.write(chunk[:n & ((1 << 20) - 1)])
         remaining, j = remaining - n, j + 1

@@ -61,7 +61,7 @@ def _session_app(tmp_path_factory):
 
 @pytest.fixture
 def app(_session_app, settings, db):
-    application, _ = _session_app
+    application = _session_app[0]
     application.state.ctx.bind(settings, db)
     application.state.internal_errors = 0
     return application

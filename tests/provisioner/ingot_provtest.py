@@ -109,7 +109,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"provisioner exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                status, _ = http("GET", self.url + "/api/v1/health", timeout=2)
+                status = http("GET", self.url + "/api/v1/health", timeout=2)[0]
                 if status == 200:
                     return self
             except OSError:

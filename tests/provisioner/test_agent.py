@@ -208,11 +208,11 @@ def test_bad_checksum_then_retry(srv, tmp_path):
 
 
 def test_tar_gz_deploy_then_wipe(srv, tmp_path):
-    src, _ = make_image(srv, tmp_path, "gz", fmt="tar.gz")
+    src = make_image(srv, tmp_path, "gz", fmt="tar.gz")[0]
     new_node(srv, "z1", "02:00:00:00:22:01", image="gz")
     target = tmp_path / "disk"
     target.mkdir()
-    res, _ = run_agent(tmp_path, boot_params(srv, "02:00:00:00:22:01"), target)
+    res = run_agent(tmp_path, boot_params(srv, "02:00:00:00:22:01"), target)[0]
     assert res.returncode == 0, res.stderr
     assert snapshot(str(target), skip_seed=True) == snapshot(src)
 
@@ -250,11 +250,11 @@ def test_raw_image_to_a_device_file(srv, tmp_path):
     new_node(srv, "w1", "02:00:00:00:24:01", image="rawbad")
     target = tmp_path / "disk.img"
     target.write_bytes(b"old OS" * 1000)
-    res, _ = run_agent(tmp_path, boot_params(srv, "02:00:00:00:24:01"), target)
+    res = run_agent(tmp_path, boot_params(srv, "02:00:00:00:24:01"), target)[0]
     assert res.returncode == 1 and node(srv, "w1")["state"] == "deploy_failed"
     assert target.read_bytes() == b"", "a raw image with a bad checksum must not stay on the target"
     deploy(srv, "w1", "rawimg")
-    res, _ = run_agent(tmp_path, boot_params(srv, "02:00:00:00:24:01"), target)
+    res = run_agent(tmp_path, boot_params(srv, "02:00:00:00:24:01"), target)[0]
     assert res.returncode == 0, res.stderr
     assert target.read_bytes() == data and node(srv, "w1")["state"] == "deployed"
 

@@ -76,5 +76,5 @@ def test_kill9_during_writes(server_factory, tmp_path):
     again = server_factory(database_url=url)
     status, listing = again.api("GET", "/api/v1/nodes?limit=100000")
     assert status == 200 and listing["total"] == len(names)
-    status, _ = again.api("POST", "/api/v1/nodes", {"name": "after-crash", "macs": ["02:00:00:ff:ff:ff"]})
+    status = again.api("POST", "/api/v1/nodes", {"name": "after-crash", "macs": ["02:00:00:ff:ff:ff"]})[0]
     assert status == 201

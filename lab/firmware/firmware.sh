@@ -21,6 +21,7 @@ halt_on() {   # halt, power stays on (the container keeps running)
     say "$*"
     say "system halted"
     # the power button (SIGRTMIN+3 = 37, docker stop's signal) or SIGTERM: power off
+    # shellcheck disable=SC2172 # dash knows no RTMIN+3 name
     trap 'say "power button: off"; exit 0' TERM INT 37
     while :; do sleep 3600 & wait $!; done
 }
@@ -57,7 +58,7 @@ boot_disk() {
 }
 
 ipxe_param() {   # ipxe_param KEY SCRIPT: the value of ingot.KEY= on the kernel line
-    sed -n 's/^kernel[[:space:]]//p' "$2" | tr ' \t' '\n\n' | sed -n "s/^ingot\.$1=//p" | head -n 1
+    sed -n 's/^kernel[[:space:]]//p' "$2" | tr -s '[:blank:]' '\n' | sed -n "s/^ingot\.$1=//p" | head -n 1
 }
 
 boot_pxe() {
@@ -69,8 +70,9 @@ boot_pxe() {
     if ! busybox udhcpc -i "$IF" -f -q -n -t "${DHCP_TRIES:-5}" -T 2 -x 0x4d:69505845 -s /fw/udhcpc.script 2>&1; then
         say "no DHCP answer"; return 1
     fi
+    # shellcheck disable=SC1091 # written by /fw/udhcpc.script
     . /run/dhcp.env
-    say "DHCP: ip=$ip next-server=${siaddr:-} boot_file=${boot_file:-}"
+    say "DHCP: ip=${ip:-} next-server=${siaddr:-} boot_file=${boot_file:-}"
     case ${boot_file:-} in
         http://*|https://*) url=$boot_file ;;
         '') say "no boot file in the DHCP answer"; return 1 ;;

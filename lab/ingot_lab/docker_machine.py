@@ -240,6 +240,14 @@ BASE_IMAGE = 'ingot-test/debian-systemd:bookworm'
 HASH_LABEL = 'org.ingot-metal.content-hash'
 
 
+def prune_images(repo, keep):
+    """Remove the tags of ``repo`` other than ``keep`` and ``latest`` (stale cached builds)."""
+    proc = _run(['docker', 'images', '--format', '{{.Repository}}:{{.Tag}}', repo], check=False)
+    for tag in proc.stdout.split():
+        if tag not in (keep, repo + ':latest'):
+            _run(['docker', 'rmi', tag], check=False)
+
+
 def firmware_hash(base=BASE_IMAGE, context=FIRMWARE_DIR):
     """A hash of the firmware build context and the base image's id."""
     digest = hashlib.sha256()
@@ -264,4 +272,5 @@ def ensure_firmware_image(base=BASE_IMAGE, context=FIRMWARE_DIR, log=print):
         _run(['docker', 'build', '-q', '--build-arg', 'BASE=%s' % base, '--label', '%s=%s' % (HASH_LABEL, content),
               '-t', tag, context], timeout=600)
     _run(['docker', 'tag', tag, FIRMWARE_REPO + ':latest'])
+    prune_images(FIRMWARE_REPO, tag)
     return tag

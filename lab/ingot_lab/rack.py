@@ -31,7 +31,8 @@ import time
 
 from ingot_lab import manage
 from ingot_lab import server
-from ingot_lab.docker_machine import BASE_IMAGE, LABEL, DockerMachine, cgroup_binds, ensure_firmware_image
+from ingot_lab.docker_machine import (BASE_IMAGE, LABEL, DockerMachine, cgroup_binds, ensure_firmware_image,
+                                      prune_images)
 from ingot_lab.machines import create_machine
 from ingot_lab.state import LabError, write_file_atomic
 
@@ -240,6 +241,7 @@ def _provisioner(lab, record, token):
     if not cached:
         _run(['docker', 'commit', PROVISIONER, cache_tag], quiet=True)   # (STOPSIGNAL: set by docker run)
         _say('  cached the configured provisioner host as %s' % cache_tag)
+        prune_images(PROVISIONER_IMAGE_REPO, cache_tag)
 
 
 @_step('virtual BMCs and node containers')

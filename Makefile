@@ -40,9 +40,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD):$(VENV_SITE)/ansible_collections
 export INGOT_RUNNER_DIR := $(REPO)/.runner
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests integration bench
+TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests integration e2e bench
 
-.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration bench demo test clean distclean
+.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration e2e bench demo test clean distclean
 
 help: ## list the targets
 	@echo "ingot.metal make targets:"
@@ -102,6 +102,9 @@ provisioner-tests: venv collection ## pytest tests/provisioner (the provisioner 
 integration: venv collection ## pytest tests/integration
 	@$(REPO)/hack/run-pytest tests/integration --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
+e2e: venv collection ## pytest tests/e2e (the lab rack: Docker nodes PXE-booting through their vBMCs; root, Docker)
+	@$(REPO)/hack/run-pytest tests/e2e --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
 bench: venv collection ## run every tests/bench/bench_*.py and tests/*/bench_*.py (each prints its ratio against its baseline)
 	@shopt -s nullglob; benches=(tests/bench/bench_*.py tests/provisioner/bench_*.py); \
 	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no tests/bench/bench_*.py yet: nothing to run"; exit 0; fi; \
@@ -110,7 +113,7 @@ bench: venv collection ## run every tests/bench/bench_*.py and tests/*/bench_*.p
 demo: deps venv collection ## the main job: python demo/demo.py
 	@if [ -f demo/demo.py ]; then python demo/demo.py; else echo "demo: demo/demo.py does not exist yet"; fi
 
-test: ## every step in order, failing fast: deps venv collection sanity lint unit lab-tests provisioner-tests integration bench
+test: ## every step in order, failing fast: deps venv collection sanity lint unit lab-tests provisioner-tests integration e2e bench
 	@for step in $(TEST_STEPS); do \
 	  echo "==== make $$step"; start=$$(date +%s); \
 	  $(MAKE) $$step || { echo "==== make $$step FAILED after $$(( $$(date +%s) - start ))s" >&2; exit 1; }; \

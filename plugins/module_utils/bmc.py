@@ -264,6 +264,11 @@ class BmcClient:
         if 'timeout' in low or 'timed out' in low or 'no longer connected' in low or 'unable to transmit' in low:
             return (UNREACHABLE, 'did not answer on %s while %s' % (where, what),
                     'check bmc_host, bmc_port and that IPMI over LAN / Redfish is enabled', True)
+        if self.protocol == 'ipmi' and ('rakp' in low or 'rmcp' in low or 'session id' in low
+                                        or 'failed to initialize' in low or 'insufficient resources' in low):
+            # Session set-up trouble (a lost or late RAKP message, a busy BMC): worth another login.
+            return (PROTOCOL, 'could not open a session on %s while %s: %s' % (where, what, text),
+                    'the BMC may be busy or have no free session slot', True)
         if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)) or 'json' in low or 'redfish not ready' in low:
             return (PROTOCOL, 'sent an answer that is not valid %s while %s: %s'
                     % ('Redfish' if self.protocol == 'redfish' else 'IPMI', what, text),

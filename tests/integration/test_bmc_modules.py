@@ -211,8 +211,8 @@ def test_fleet_keeps_going_past_failures(vlab, take):
     res = r.one('fleet').result
     assert r.one('fleet').status == 'failed'
     assert res['failed_bmcs'] == sorted(names[:2])
-    assert res['bmcs'][names[0]]['error_kind'] == 'auth'
-    assert res['bmcs'][names[1]]['error_kind'] in ('timeout', 'unreachable')
+    assert res['bmcs'][names[0]]['error_kind'] == 'auth', res['bmcs'][names[0]]
+    assert res['bmcs'][names[1]]['error_kind'] in ('timeout', 'unreachable'), res['bmcs'][names[1]]
     assert res['bmcs'][names[2]]['power'] == 'on' and power(vlab, names[2]) == 'on'
     assert power(vlab, names[0]) == 'off', 'a refused login must leave the machine untouched'
     assert '2 of 3 BMCs failed' in res['msg']

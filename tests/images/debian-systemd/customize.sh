@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Make a systemd rootfs boot cleanly inside a container (LAB-NOTES.md sections 2 and 3, G5):
 # no udev, getty, kernel-module or remount units (nothing to do in a container, and they fail);
 # an empty machine-id, generated at first boot, with dbus's pointing at it.

@@ -49,7 +49,9 @@ boot_disk() {
     mountpoint -q "$D/dev" || mount --rbind /dev "$D/dev"
     mountpoint -q "$D/run" || mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$D/run"
     mkdir -p "$D/run/lock"
-    for f in resolv.conf hosts hostname; do
+    # resolv.conf and hosts come from the container (the node has no DNS of its own); the
+    # hostname stays the disk's, so that what cloud-init writes to /etc/hostname lands on the disk
+    for f in resolv.conf hosts; do
         [ -e "$D/etc/$f" ] || : > "$D/etc/$f"
         mount --bind "/etc/$f" "$D/etc/$f"
     done

@@ -172,7 +172,7 @@ def _container_state(name):
 
 
 @_step('provisioner host (container + roles/provisioner)')
-def _provisioner(lab, record, token):
+def _provisioner(lab, record, token, deploy_timeout):
     state = _container_state(PROVISIONER)
     if state is not None:
         owner = _run(['docker', 'inspect', '-f', '{{ index .Config.Labels "%s" }}' % DIR_LABEL, PROVISIONER],
@@ -223,7 +223,7 @@ def _provisioner(lab, record, token):
             'provisioner_dhcp_range_start': '%s.100' % NET,
             'provisioner_dhcp_range_end': '%s.199' % NET,
             'provisioner_dhcp_lease_time': '10m',
-            'provisioner_deploy_timeout': 600,
+            'provisioner_deploy_timeout': deploy_timeout,
             'provisioner_pip_environment': {'PIP_CERT': '/etc/ssl/certs/ca-certificates.crt'},
         },
         'roles': [{'role': 'ingot.metal.provisioner'}],
@@ -263,9 +263,15 @@ def provisioner_url():
     return 'http://%s.2:%d' % (NET, PROVISIONER_PORT)
 
 
-def up(lab, nodes, base_port=16230):
-    """Bring the lab up (idempotent); returns 0."""
+DEFAULT_DEPLOY_TIMEOUT = 600
+
+
+def up(lab, nodes, base_port=16230, deploy_timeout=None):
+    """Bring the lab up (idempotent); returns 0.  ``deploy_timeout`` (seconds; default
+    ``$INGOT_LAB_DEPLOY_TIMEOUT`` or 600) is the provisioner's deploy (and wipe) timeout."""
     start = time.monotonic()
+    if deploy_timeout is None:
+        deploy_timeout = int(os.environ.get('INGOT_LAB_DEPLOY_TIMEOUT', DEFAULT_DEPLOY_TIMEOUT))
     record = Record(lab)
     token = record.data.get('token') or secrets.token_urlsafe(24)
     record.data['token'] = token
@@ -273,7 +279,7 @@ def up(lab, nodes, base_port=16230):
     _ensure_docker(lab, record)
     image = _images()
     _bridge(record)
-    _provisioner(lab, record, token)
+    _provisioner(lab, record, token, deploy_timeout)
     _bmcs(lab, record, nodes, base_port, image)
     inventory = manage.inventory_yaml(lab)
     inventory += ('    provisioner:\n      hosts:\n        %s:\n          ansible_connection: local\n'

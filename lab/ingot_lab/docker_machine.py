@@ -47,8 +47,8 @@ DOCKER_TIMEOUT = 60
 def _run(argv, check=True, timeout=DOCKER_TIMEOUT, input_text=None):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, input=input_text)
     if check and proc.returncode != 0:
-        raise MachineError('%s failed (%d): %s' % (' '.join(argv[:3]), proc.returncode,
-                                                     (proc.stderr or proc.stdout).strip()[-500:]))
+        detail = (proc.stderr or proc.stdout).strip()[-500:]
+        raise MachineError('%s failed (%d): %s' % (' '.join(argv[:3]), proc.returncode, detail))
     return proc
 
 
@@ -108,7 +108,7 @@ class DockerMachine(MemoryMachine):
                 '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
                 '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
                 '--tmpfs', '/run', '--tmpfs', '/run/lock',
-                '--cgroupns=host', '--tmpfs', '/sys/fs/cgroup:mode=755'] + cgroup_binds() + [
+                '--cgroupns=host', '--tmpfs', '/sys/fs/cgroup:mode=755', *cgroup_binds(),
                 '--stop-signal', 'SIGRTMIN+3',
                 '--log-driver', 'json-file',
                 '-v', '%s:/disk' % os.path.abspath(self.disk),

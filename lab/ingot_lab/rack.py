@@ -54,8 +54,8 @@ def _say(msg):
 def _run(argv, check=True, env=None, timeout=900, quiet=False):
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env, timeout=timeout)
     if check and proc.returncode != 0:
-        raise LabError('%s failed (%d): %s' % (' '.join(argv[:4]), proc.returncode,
-                                                 (proc.stderr or proc.stdout).strip()[-1500:]))
+        detail = (proc.stderr or proc.stdout).strip()[-1500:]
+        raise LabError('%s failed (%d): %s' % (' '.join(argv[:4]), proc.returncode, detail))
     if not quiet and proc.stdout.strip():
         for line in proc.stdout.strip().splitlines()[-3:]:
             _say('  ' + line)
@@ -193,7 +193,7 @@ def _provisioner(lab, record, token, deploy_timeout):
               '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
               '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
               '--tmpfs', '/run', '--tmpfs', '/run/lock',
-              '--cgroupns=host', '--tmpfs', '/sys/fs/cgroup:mode=755'] + cgroup_binds() + [
+              '--cgroupns=host', '--tmpfs', '/sys/fs/cgroup:mode=755', *cgroup_binds(),
               '--stop-signal', 'SIGRTMIN+3', '-e', 'container=docker',
               '-v', '/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro',
               cache_tag if cached else BASE_IMAGE, '/sbin/init'], quiet=True)
@@ -250,7 +250,7 @@ def _bmcs(lab, record, nodes, base_port, image):
     fleet = manage.fleet_names(nodes, base_port, 'n')
     new = [(name, port) for name, port in fleet if name not in config['bmcs']]
     if new:
-        record.add('vbmcs', names=[n for n, _ in new])
+        record.add('vbmcs', names=[pair[0] for pair in new])
         manage.add_many(lab, new, password=None, machine_options={
             'type': 'docker', 'bridge': BRIDGE, 'image': image, 'default_boot_device': 'disk'})
     records = server.start(lab, 1, 30.0)[0]

@@ -61,4 +61,3 @@ class ModuleDocFragment(object):
 
     # For plugins: ``extends_documentation_fragment: [ingot.metal.provisioner.plugin]``.
     PLUGIN = _OPTIONS % {'url_env': _ENV % 'INGOT_PROVISIONER_URL', 'token_env': _ENV % 'INGOT_PROVISIONER_TOKEN'}
-

@@ -18,7 +18,7 @@ description:
   - V(released) gives the node back. A node that was only allocated goes back to V(ready) at once; a deployed (or
     failed) node is wiped first (V(releasing)), then becomes V(ready).
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
 attributes:
@@ -176,7 +176,7 @@ ALLOCATION_SPEC = dict(
     wipe=dict(type='bool', default=True),
 )
 ALLOCATION_SPEC.update(WAIT_SPEC)
-ALLOCATION_SPEC['wait'] = dict(type='bool', default=False)
+ALLOCATION_SPEC.update(wait=dict(type='bool', default=False))
 
 # An allocation is held while its node is in one of these states.
 HELD = ('allocated', 'deploying', 'deployed', 'deploy_failed')
@@ -186,7 +186,8 @@ CONSTRAINTS = ('pool', 'tags', 'min_cpus', 'min_memory_mib', 'min_disk_gib')
 
 
 def _ident(node):
-    return node.get('id') or node['name']
+    # The API takes a name or an id; the name reads better in every message.
+    return node.get('name') or node['id']
 
 
 def find_allocation(client, owner, name):

@@ -24,7 +24,7 @@ description:
   - There is no C(absent) state - a deployed node cannot be undeployed in place; releasing it
     (M(ingot.metal.allocation) with C(state=released)) wipes it and puts it back in the pool.
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
 attributes:
@@ -208,7 +208,7 @@ DEPLOYMENT_SPEC = dict(
     retry_failed=dict(type='bool', default=True),
 )
 DEPLOYMENT_SPEC.update(WAIT_SPEC)
-DEPLOYMENT_SPEC['wait_timeout'] = dict(type='int', default=1800)
+DEPLOYMENT_SPEC.update(wait_timeout=dict(type='int', default=1800))
 
 RULES = dict(
     mutually_exclusive=[['node', 'allocation']],
@@ -221,7 +221,8 @@ DEPLOYABLE = ('allocated', 'deploy_failed')
 
 
 def _ident(node):
-    return node.get('id') or node['name']
+    # The API takes a name or an id; the name reads better in every message.
+    return node.get('name') or node['id']
 
 
 def find_node(client, params):

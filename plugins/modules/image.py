@@ -19,7 +19,7 @@ description:
     differs is replaced (removed and added again).
   - Builds nothing; the C(os_image) role builds images and registers them with this module.
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
 attributes:

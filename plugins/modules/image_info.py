@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - Returns one image entry of the provisioner's catalog, or all of them, without changing anything.
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
 attributes:

@@ -21,7 +21,7 @@ description:
   - The lifecycle (allocate, deploy, release) is not set here; see M(ingot.metal.allocation) and
     M(ingot.metal.deployment).
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
 attributes:
@@ -211,7 +211,8 @@ REMOVABLE = ('discovered', 'ready')
 
 
 def _ident(node):
-    return node.get('id') or node['name']
+    # The API takes a name or an id; the name reads better in every message.
+    return node.get('name') or node['id']
 
 
 def _absent(client, params, current, check_mode):

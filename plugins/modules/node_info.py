@@ -15,7 +15,7 @@ description:
   - Returns the registry records of one node, or of every node matching the filters, without changing anything.
   - Optionally returns each node's event log (registration, transitions, deploy agent reports).
 author:
-  - ingot.metal contributors
+  - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
 attributes:

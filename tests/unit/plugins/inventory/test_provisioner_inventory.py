@@ -18,7 +18,7 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
-from ansible_collections.ingot.metal.plugins.inventory.provisioner import InventoryModule, make_unsafe
+from ansible_collections.ingot.metal.plugins.inventory.provisioner import InventoryModule
 from ansible_collections.ingot.metal.tests.unit.plugins.module_utils.provisioner_fake import TOKEN
 
 EVIL = "{{ lookup('pipe', 'id') }}"
@@ -172,16 +172,62 @@ def test_registry_values_are_never_templated(fake, make_plugin, monkeypatch):
     assert any(g.startswith('pool_') and 'lookup' in g for g in inventory.groups)
 
 
-def test_make_unsafe_strips_trust():
+def _tagged_trusted(value):
+    """Paths of every value in ``value`` that Ansible would template."""
     try:
-        from ansible.template import is_trusted_as_template, trust_as_template
-    except ImportError:  # pragma: no cover - older ansible-core
+        from ansible.template import is_trusted_as_template
+    except ImportError:  # pragma: no cover - older ansible-core: everything not AnsibleUnsafe is templated
         from ansible.utils.unsafe_proxy import AnsibleUnsafe
-        assert isinstance(make_unsafe({'a': [EVIL]})['a'][0], AnsibleUnsafe)
-        return
-    value = make_unsafe({'a': [trust_as_template(EVIL)], 'b': trust_as_template(EVIL)})
-    assert not is_trusted_as_template(value['a'][0]) and not is_trusted_as_template(value['b'])
-    assert value == {'a': [EVIL], 'b': EVIL}
+
+        def is_trusted_as_template(v):
+            return isinstance(v, str) and not isinstance(v, AnsibleUnsafe)
+    found = []
+
+    def walk(v, path):
+        if isinstance(v, dict):
+            for k, item in v.items():
+                walk(k, path + ['key %r' % k])
+                walk(item, path + [k])
+        elif isinstance(v, (list, tuple)):
+            for i, item in enumerate(v):
+                walk(item, path + [i])
+        elif isinstance(v, str) and is_trusted_as_template(v):
+            found.append(path)
+    walk(value, [])
+    return found
+
+
+def test_no_registry_value_can_be_templated(fake, make_plugin, tmp_path):
+    rack(fake)
+    fake.node('r3-n01')['facts'] = {'note': EVIL}
+    plugin, inventory, parse = make_plugin({})
+    parse()
+    for name, host in inventory.hosts.items():
+        assert _tagged_trusted(host.get_vars()) == [], name
+
+
+def test_values_from_a_cache_lose_any_trust(fake, make_plugin, monkeypatch):
+    try:
+        from ansible.template import trust_as_template
+    except ImportError:  # pragma: no cover - older ansible-core: wrap_var does it
+        pytest.skip('ansible-core < 2.19')
+    import ansible.plugins.inventory as inventory_plugins
+    fake.add_node('n1', facts={'note': 'plain'})
+    store = {}
+    monkeypatch.setattr(inventory_plugins, 'get_cache_plugin', lambda *a, **k: store)
+    plugin, inventory, parse = make_plugin({'cache': True, 'cache_plugin': 'memory'})
+    parse(cache=False)
+    key = plugin.cache_key()
+    # a cache plugin that hands back strings tagged trusted (as a YAML or legacy-JSON decoder can)
+    store[key] = [dict(node, facts={'note': trust_as_template(EVIL)}, name=trust_as_template('n1'))
+                  for node in store[key]]
+    assert _tagged_trusted(store[key]) != []
+    requests = len(fake.requests)
+    plugin, inventory, parse = make_plugin({'cache': True, 'cache_plugin': 'memory'})
+    parse(cache=True)
+    assert len(fake.requests) == requests                    # it came from the cache
+    hv = inventory.get_host('n1').get_vars()
+    assert hv['ingot_facts'] == {'note': EVIL} and _tagged_trusted(hv) == []
 
 
 # ---------------------------------------------------------------- constructed
@@ -250,7 +296,7 @@ def test_cache_per_url_and_filters(fake, make_plugin, tmp_path):
 def test_the_cache_key_never_holds_the_token(fake, make_plugin):
     plugin, inventory, parse = make_plugin({'provisioner_token': TOKEN})
     parse()
-    other, _, parse_other = make_plugin({'provisioner_token': 'another-token-x'})
+    other, dummy, parse_other = make_plugin({'provisioner_token': 'another-token-x'})
     with pytest.raises(AnsibleParserError) as e:
         parse_other()
     assert 'another-token-x' not in str(e.value)
@@ -307,3 +353,117 @@ def test_no_url_is_a_clear_parser_error(fake, make_plugin, monkeypatch):
     with pytest.raises(AnsibleParserError) as e:
         parse()
     assert 'INGOT_PROVISIONER_URL' in str(e.value)
+
+
+# ---------------------------------------------------------------- constructed, evaluated once per distinct input
+@pytest.mark.parametrize('expression, reads', [
+    ('ingot_tags', (('ingot_tags',),)),
+    ('ingot_facts.memory_mib >= 65536', (('ingot_facts', ('attr', 'memory_mib')),)),
+    ("ingot_facts['cpus'] * 2", (('ingot_facts', ('item', 'cpus')),)),
+    ('ingot_facts.items() | list', (('ingot_facts', ('attr', 'items')),)),
+    ('ingot_facts[ingot_pool]', (('ingot_facts',), ('ingot_pool',))),
+    ("'x' ~ ingot_owner | default('none')", (('ingot_owner',),)),
+    ("'debian'", ()),
+    ("lookup('pipe', 'id')", None),
+    ('ingot_tags | random', None),
+    ('ingot_tags | shuffle', None),
+    ('ingot_tags.append(1)', None),
+    ("hostvars[inventory_hostname].x", None),
+    ('vars.ingot_pool', None),
+    ('{{ ingot_pool }}', None),
+    ('ingot_pool ==', None),
+])
+def test_expression_reads(expression, reads):
+    from ansible_collections.ingot.metal.plugins.inventory.provisioner import expression_reads
+    assert expression_reads(expression) == reads
+
+
+CONSTRUCTED = {
+    'compose': {'docker_host': 'ingot_docker_url | default("none")', 'user': "'debian'",
+                'mem_gib': 'ingot_facts.memory_mib // 1024', 'size': "ingot_facts['cpus'] * 2",
+                'keys': 'ingot_facts.keys() | list | sort', 'first_tag': 'ingot_tags | first | default("")'},
+    'groups': {'big': 'ingot_facts.memory_mib >= 65536', 'ssd': "'ssd' in ingot_tags",
+               'odd': 'ingot_facts.serial is defined and ingot_facts.serial % 2 == 1',
+               'bad': 'ingot_facts.nothing.deeper'},
+    'keyed_groups': [{'key': 'ingot_tags', 'prefix': 'tag'},
+                     {'key': 'ingot_owner', 'prefix': 'owner', 'default_value': 'none'},
+                     {'key': 'mem_gib | string', 'prefix': 'mem'}, {'key': 'ingot_facts.model', 'prefix': 'model'}],
+}
+
+
+def _many(fake, count=120):
+    for i in range(count):
+        facts = {'cpus': 4 * (1 + i % 4), 'memory_mib': 32768 * (1 + i % 3), 'model': 'LS-%d' % (i % 2)}
+        if i % 5 == 0:
+            facts['serial'] = i
+        fake.add_node('n%03d' % i, pool='rack%d' % (i % 3), tags=[['ssd'], [], ['ssd', 'gpu']][i % 3],
+                      state='deployed' if i % 4 == 0 else 'ready', owner='ci' if i % 4 == 0 else None,
+                      allocation_name='h%03d' % i if i % 4 == 0 else None,
+                      docker_url='tcp://10.0.0.%d:2376' % i if i % 4 == 0 else None, facts=facts)
+
+
+def _snapshot(inventory):
+    groups = dict((g, sorted(h.name for h in inventory.groups[g].get_hosts())) for g in inventory.groups)
+    hostvars = dict((h, dict((k, v) for k, v in inventory.get_host(h).get_vars().items())) for h in inventory.hosts)
+    return groups, hostvars
+
+
+def test_memoized_constructed_is_the_same_as_ansibles(fake, make_plugin, monkeypatch):
+    from ansible_collections.ingot.metal.plugins.inventory import provisioner as plugin_module
+    _many(fake)
+    plugin, inventory, parse = make_plugin(CONSTRUCTED)
+    parse()
+    fast = _snapshot(inventory)
+    monkeypatch.setattr(plugin_module, 'expression_reads', lambda expression: None)
+    monkeypatch.setattr(plugin_module.InventoryModule, '_compiled_once', lambda self: _nothing())
+    plugin, inventory, parse = make_plugin(CONSTRUCTED)
+    parse()
+    assert _snapshot(inventory) == fast
+    groups = fast[0]
+    assert groups['big'] and groups['ssd'] and groups['odd'] and 'bad' not in groups
+    assert groups['owner_ci'] and groups['owner_none'] and groups['model_LS_1']
+
+
+def _nothing():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def test_each_expression_is_evaluated_once_per_distinct_input(fake, make_plugin, monkeypatch):
+    from ansible.template import Templar as RealTemplar
+    _many(fake, 200)
+    counts = {}
+    real_eval = RealTemplar.evaluate_expression
+    real_cond = RealTemplar.evaluate_conditional
+
+    def count(kind, real):
+        def wrapper(self, expr, *a, **k):
+            counts[(kind, str(expr))] = counts.get((kind, str(expr)), 0) + 1
+            return real(self, expr, *a, **k)
+        return wrapper
+
+    monkeypatch.setattr(RealTemplar, 'evaluate_expression', count('expr', real_eval))
+    monkeypatch.setattr(RealTemplar, 'evaluate_conditional', count('cond', real_cond))
+    plugin, inventory, parse = make_plugin({'groups': {'big': 'ingot_facts.memory_mib >= 65536'},
+                                            'keyed_groups': [{'key': 'ingot_tags', 'prefix': 'tag'}],
+                                            'compose': {'docker_host': 'ingot_docker_url | default("none")'}})
+    parse()
+    assert len(inventory.hosts) == 200
+    assert counts[('cond', 'ingot_facts.memory_mib >= 65536')] == 3      # three memory sizes
+    assert counts[('expr', 'ingot_tags')] == 3                          # three tag sets
+    assert counts[('expr', 'ingot_docker_url | default("none")')] == 51  # 50 URLs and "none"
+    assert members(inventory, 'tag_gpu') and len(members(inventory, 'big')) == 133
+
+
+def test_fqcn_random_filter_is_not_memoized():
+    from ansible_collections.ingot.metal.plugins.inventory.provisioner import expression_reads
+    assert expression_reads('ingot_tags | ansible.builtin.random') is None
+    assert expression_reads('ingot_facts | community.general.random_mac') is None
+
+
+def test_undefined_and_none_are_told_apart():
+    from ansible_collections.ingot.metal.plugins.inventory.provisioner import _read
+    assert _read({}, ('x',)) == [] and _read({'x': None}, ('x',)) == [0, None]
+    assert _read({'x': {'items': 1}}, ('x', ('attr', 'items'))) == [0, {'items': 1}]
+    assert _read({'x': {'items': 1}}, ('x', ('item', 'items'))) == [1, 1]
+    assert _read({'x': [5, 6]}, ('x', ('item', -1))) == [1, 6]

@@ -341,14 +341,13 @@ def run_module(main, args, check=False, diff=False, monkeypatch=None):
     from ansible.module_utils import basic
 
     capture_module_results(monkeypatch)
-    # Where warnings end up depends on whether controller code was imported in this process (they go to
-    # Display then): record them here, as text.
+    # Where AnsibleModule puts warnings depends on whether controller code was imported in this process
+    # (Display then) and they would stay in a process-wide list for the next module run: record them here,
+    # as text, instead.
     warnings = []
-    real_warn = basic.AnsibleModule.warn
 
     def warn(self, warning, *a, **k):
         warnings.append(str(warning))
-        return real_warn(self, warning, *a, **k)
 
     monkeypatch.setattr(basic.AnsibleModule, 'warn', warn)
     args = dict(args)

@@ -34,8 +34,8 @@ def test_allocate_with_constraints_then_nothing_changes(fake, run):
     res = run(args, diff=True)
     assert res['changed'] and res['node']['name'] == 'r3-n02'
     assert fake.node('r3-n02')['owner'] == 'ci' and fake.node('r3-n02')['state'] == 'allocated'
-    assert res['diff'] == {'before': {}, 'after': {'name': 'r3-n02', 'state': 'allocated', 'owner': 'ci',
-                                                    'allocation_name': 'builder1'}}
+    after = {'name': 'r3-n02', 'state': 'allocated', 'owner': 'ci', 'allocation_name': 'builder1'}
+    assert res['diff'] == {'before': {}, 'after': after}
     body = [b for m, p, q, b in fake.requests if p == '/api/v1/allocations'][0]
     assert body == {'owner': 'ci', 'name': 'builder1', 'pool': 'rack3', 'tags': ['ssd'], 'min_cpus': 8}
     posts = len(fake.writes())

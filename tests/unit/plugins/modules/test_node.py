@@ -93,7 +93,7 @@ def test_discovered_node_is_enrolled_once(fake, run):
     fake.add_node('disc-0a1b', state='discovered', pool='default')
     res = run(dict(name='disc-0a1b', pool='rack3'), diff=True)
     assert res['changed'] and res['node']['state'] == 'ready' and res['node']['pool'] == 'rack3'
-    assert ('POST', '/api/v1/nodes/%s/enroll' % fake.node('disc-0a1b')['id']) in fake.writes()
+    assert ('POST', '/api/v1/nodes/disc-0a1b/enroll') in fake.writes()
     assert res['diff']['before'] == {'name': 'disc-0a1b', 'state': 'discovered', 'pool': 'default'}
     assert res['diff']['after'] == {'name': 'disc-0a1b', 'state': 'ready', 'pool': 'rack3'}
     assert not run(dict(name='disc-0a1b', pool='rack3'))['changed']

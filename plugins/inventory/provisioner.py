@@ -170,6 +170,9 @@ except ImportError:  # pragma: no cover - ansible-core always brings Jinja2
 
 from ansible_collections.ingot.metal.plugins.module_utils.provisioner import ProvisionerClient, ProvisionerError
 
+# Cache plugins that give back exactly the plain JSON data they were given (no tags).
+PLAIN_JSON_CACHES = ('jsonfile', 'ansible.builtin.jsonfile', 'memory', 'ansible.builtin.memory')
+
 VALID_SUFFIXES = ('ingot.yml', 'ingot.yaml', 'provisioner.yml', 'provisioner.yaml')
 
 # The fields of a node record the inventory uses; the rest is not cached.
@@ -637,7 +640,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 nodes = None
         if nodes is not None:
-            nodes = untagged(nodes)
+            if self.get_option('cache_plugin') not in PLAIN_JSON_CACHES:
+                nodes = untagged(nodes)
         else:
             nodes = self.fetch_nodes()
             if use_cache:

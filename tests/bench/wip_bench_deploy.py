@@ -1,6 +1,6 @@
+#!/usr/bin/env python
 # WORK IN PROGRESS, not yet verified end to end (see issue 6): make bench does not run it (not bench_*.py).
 # Rename it back once a run shows it green.
-#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -151,7 +151,7 @@ def main():
         key, pubkey = deploylib.ssh_keypair(scratch)
 
         one, dummy, pb_one, nodes_one = deploy_and_wait(lab_rack, names[:1], result['name'], key, pubkey, scratch,
-                                                    os.path.join(scratch, 'run-one'), args.timeout)
+                                                        os.path.join(scratch, 'run-one'), args.timeout)
         say('1 node : power-on -> ssh answering (pinned host key) %.1f s (BMC playbook %.1f s)' % (one, pb_one))
         ten, done, pb_ten, nodes_ten = deploy_and_wait(lab_rack, names[1:NODES], result['name'], key, pubkey,
                                                        scratch, os.path.join(scratch, 'run-ten'), args.timeout)

@@ -150,7 +150,7 @@ def run_inventory(source, env, out=None, service_pid=None):
     service_before = _cpu_of(service_pid)
     start = time.monotonic()
     proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', source, '--list'] + (['--output', out]
-                                                                                           if out else []),
+                                                                                              if out else []),
                           env=env, stdout=subprocess.PIPE if not out else subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     seconds = time.monotonic() - start
@@ -225,7 +225,7 @@ def main():
                 wall[name].append(seconds)
                 cpu[name].append(used)
             print('  run %d: %s' % (i + 1, ', '.join('%s %.2f s (cpu %.2f s)' % (n, wall[n][-1], cpu[n][-1])
-                                                       for n, _ in candidates)), flush=True)
+                                                     for n, _ in candidates)), flush=True)
     if not args.keep:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
@@ -238,7 +238,7 @@ def main():
     print('  %-16s %9s %9s %9s' % ('', 'wall med', 'wall min', 'cpu med'))
     for name, _ in candidates:
         print('  %-16s %8.2fs %8.2fs %8.2fs' % (name, statistics.median(wall[name]), min(wall[name]),
-                                                 statistics.median(cpu[name])))
+                                                statistics.median(cpu[name])))
     print()
     # Runs were interleaved: each ratio is taken within one round, and the median of those is reported.
     checks = [('plugin (live)', 'script', 1.5), ('plugin (cached)', 'script', 1.0), ('plugin (live)', 'static YAML', 1.5)]

@@ -103,7 +103,7 @@ def test_register_update_and_remove_nodes(service):
                                 'after': {'name': 'reg-01', 'pool': 'rack4'}}
 
     maint = {'name': 'maintenance', 'ingot.metal.node': {'name': 'reg-01', 'maintenance': True,
-                                                          'maintenance_reason': 'DIMM errors'}}
+                                                         'maintenance_reason': 'DIMM errors'}}
     r = ok(run(service, maint))
     assert r.one('maintenance').status == 'changed'
     assert service.node('reg-01')['maintenance'] is True
@@ -142,7 +142,7 @@ def test_allocate_with_constraints_no_node_available_and_release(service):
     assert ok(run(service, allocate)).count('changed') == 0
 
     none_left = {'name': 'too big', 'ingot.metal.allocation': {'owner': 'ci', 'name': 'builder2', 'pool': 'alloc',
-                                                                'min_cpus': 64}, 'ignore_errors': True}
+                                                               'min_cpus': 64}, 'ignore_errors': True}
     r = run(service, none_left)
     res = failed_task(r, 'too big')
     assert res['error_kind'] == 'no_node_available'
@@ -151,7 +151,7 @@ def test_allocate_with_constraints_no_node_available_and_release(service):
     assert service.node('alloc-small')['state'] == 'ready'
 
     release = {'name': 'release', 'ingot.metal.allocation': {'owner': 'ci', 'name': 'builder1', 'state': 'released',
-                                                              'wait': True}}
+                                                             'wait': True}}
     r = ok(run(service, release))
     assert r.one('release').status == 'changed' and r.one('release').result['node']['state'] == 'ready'
     rec = service.node('alloc-big')
@@ -161,7 +161,7 @@ def test_allocate_with_constraints_no_node_available_and_release(service):
 
 def test_image_catalog(service):
     image = {'name': 'image', 'ingot.metal.image': {'name': 'debian-12', 'url': 'debian-12.tar.gz', 'sha256': SHA,
-                                                     'format': 'tar.gz', 'size': 3145728}}
+                                                    'format': 'tar.gz', 'size': 3145728}}
     assert ok(run(service, image)).one('image').status == 'changed'
     assert service.api('GET', '/api/v1/images/debian-12')[1]['sha256'] == SHA
     assert ok(run(service, image)).count('changed') == 0
@@ -181,7 +181,7 @@ def _deploy_setup(service, node, mac, owner, alloc):
     service.api('POST', '/api/v1/images', {'name': 'img-%s' % node, 'url': 'img.tar.gz', 'sha256': SHA,
                                            'format': 'tar.gz', 'size': 3145728}, expect=201)
     ok(run(service, {'name': 'allocate', 'ingot.metal.allocation': {'owner': owner, 'name': alloc,
-                                                                     'pool': 'deploy-%s' % node}}))
+                                                                    'pool': 'deploy-%s' % node}}))
     return 'img-%s' % node
 
 
@@ -212,7 +212,7 @@ def test_deploy_and_follow_it_then_release_with_wipe(service):
 
     wiped = in_background(Agent(service, '02:00:0a:fb:03:01').wipe)
     release = {'name': 'release', 'ingot.metal.allocation': {'owner': 'ci', 'name': 'web1', 'state': 'released',
-                                                              'wait': True, 'wait_timeout': 60, 'wait_interval': 0.5}}
+                                                             'wait': True, 'wait_timeout': 60, 'wait_interval': 0.5}}
     r = ok(run(service, release))
     wiped()
     assert r.one('release').status == 'changed' and r.one('release').result['node']['state'] == 'ready'
@@ -276,7 +276,7 @@ def test_wrong_token_and_unreachable_service(service):
     res = failed_task(run(service, task), 'info')
     assert res['error_kind'] == 'auth' and 'not-the-admin-token' not in str(res)
     task = {'name': 'down', 'ingot.metal.node_info': {'provisioner_url': 'http://127.0.0.1:9',
-                                                       'provisioner_retries': 1}, 'ignore_errors': True}
+                                                      'provisioner_retries': 1}, 'ignore_errors': True}
     res = failed_task(run(service, task), 'down')
     assert res['error_kind'] == 'unreachable'
     assert res['msg'].startswith('the provisioner at http://127.0.0.1:9 refused the connection while listing nodes '

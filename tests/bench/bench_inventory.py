@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -149,10 +149,9 @@ def run_inventory(source, env, out=None, service_pid=None):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     service_before = _cpu_of(service_pid)
     start = time.monotonic()
-    proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', source, '--list'] + (['--output', out]
-                                                                                              if out else []),
-                          env=env, stdout=subprocess.PIPE if not out else subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    argv = [os.path.join(BIN, 'ansible-inventory'), '-i', source, '--list'] + (['--output', out] if out else [])
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE if not out else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=False)
     seconds = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -216,16 +215,16 @@ def main():
 
         candidates = [('plugin (live)', live_source), ('plugin (cached)', cached_source), ('script', script),
                       ('static YAML', static)]
-        wall = dict((name, []) for name, _ in candidates)
-        cpu = dict((name, []) for name, _ in candidates)
+        wall = dict((pair[0], []) for pair in candidates)
+        cpu = dict((pair[0], []) for pair in candidates)
         for i in range(args.repeat):
             for name, source in candidates:
-                seconds, used, _ = run_inventory(source, env, out=os.path.join(work, 'out.json'),
-                                                 service_pid=service.proc.pid if name == 'plugin (live)' else None)
+                seconds, used, dummy = run_inventory(source, env, out=os.path.join(work, 'out.json'),
+                                                     service_pid=service.proc.pid if name == 'plugin (live)' else None)
                 wall[name].append(seconds)
                 cpu[name].append(used)
             print('  run %d: %s' % (i + 1, ', '.join('%s %.2f s (cpu %.2f s)' % (n, wall[n][-1], cpu[n][-1])
-                                                     for n, _ in candidates)), flush=True)
+                                                     for n in (pair[0] for pair in candidates))), flush=True)
     if not args.keep:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
@@ -236,7 +235,7 @@ def main():
     print('ansible-inventory --list, %d nodes, %d runs each, interleaved; load average %.1f'
           % (args.nodes, args.repeat, os.getloadavg()[0]))
     print('  %-16s %9s %9s %9s' % ('', 'wall med', 'wall min', 'cpu med'))
-    for name, _ in candidates:
+    for name in (pair[0] for pair in candidates):
         print('  %-16s %8.2fs %8.2fs %8.2fs' % (name, statistics.median(wall[name]), min(wall[name]),
                                                 statistics.median(cpu[name])))
     print()

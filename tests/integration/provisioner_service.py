@@ -46,7 +46,7 @@ def service_python():
     errors = []
     for python in [c for c in candidates if c]:
         probe = subprocess.run([python, '-c', 'import fastapi, uvicorn, sqlalchemy, alembic, ingot_provisioner'],
-                               env=dict(os.environ, PYTHONPATH=PKG_DIR), capture_output=True, text=True)
+                               env=dict(os.environ, PYTHONPATH=PKG_DIR), capture_output=True, text=True, check=False)
         if probe.returncode == 0:
             return python
         errors.append('%s: %s' % (python, (probe.stderr.strip().splitlines() or ['?'])[-1]))

@@ -125,6 +125,7 @@ plugin: ingot.metal.provisioner
 provisioner_url: http://10.0.0.1:8080
 # provisioner_token from the environment: INGOT_PROVISIONER_TOKEN
 
+---
 # deployed.ingot.yml - only deployed nodes of rack3, live power, cached for five minutes, more groups
 plugin: ingot.metal.provisioner
 provisioner_url: https://provisioner.example.com

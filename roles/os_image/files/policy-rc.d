@@ -1,0 +1,3 @@
+#!/bin/sh
+# ingot.metal os_image build: no service starts inside the build chroot.
+exit 101

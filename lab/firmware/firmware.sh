@@ -69,9 +69,17 @@ boot_pxe() {
     mac=$(cat "/sys/class/net/$IF/address")
     say "$IF mac $mac: DHCP"
     rm -f /run/dhcp.env
-    if ! busybox udhcpc -i "$IF" -f -q -n -t "${DHCP_TRIES:-5}" -T 2 -x 0x4d:69505845 -s /fw/udhcpc.script 2>&1; then
-        say "no DHCP answer"; return 1
-    fi
+    # like a PXE ROM: rounds of DISCOVERs with growing timeouts (2, 4, 8 s), about a minute in all,
+    # so that a DHCP server slowed by a busy rack is waited for
+    got=
+    for wait in 2 4 8; do
+        if busybox udhcpc -i "$IF" -f -q -n -t "${DHCP_TRIES:-3}" -T "$wait" -x 0x4d:69505845 \
+                -s /fw/udhcpc.script 2>&1; then
+            got=1; break
+        fi
+        say "no DHCP lease yet ($wait s timeouts): trying again"
+    done
+    if [ -z "$got" ]; then say "no DHCP answer"; return 1; fi
     # shellcheck disable=SC1091 # written by /fw/udhcpc.script
     . /run/dhcp.env
     say "DHCP: ip=${ip:-} next-server=${siaddr:-} boot_file=${boot_file:-}"

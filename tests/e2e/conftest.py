@@ -18,8 +18,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_DIR = os.path.join(ROOT, 'lab')
-if LAB_DIR not in sys.path:
-    sys.path.insert(0, LAB_DIR)
+for _path in (LAB_DIR, os.path.join(ROOT, 'tests')):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from ingot_lab import rack  # noqa: E402
 from ingot_lab import manage  # noqa: E402

@@ -1,4 +1,4 @@
-"""Deploy helpers shared by tests/e2e/wip_deploy.py and tests/bench/wip_bench_deploy.py (work in progress): the image of
+"""Deploy helpers shared by tests/e2e/test_deploy.py and tests/bench/bench_deploy.py: the image of
 roles/os_image in the lab provisioner's catalog, nodes made ready and allocated, the BMC modules
 (ingot.metal.bmc_boot / bmc_power) in a playbook, and ssh with the host key pinned from the registry."""
 
@@ -88,31 +88,56 @@ def bmc_inventory(lab_rack, names):
                     'hosts': {'localhost': {'ansible_connection': 'local'}}}}
 
 
+def with_timeout(task, **extra):
+    """A copy of TASK whose ingot.metal.bmc_* arguments have bmc_timeout 60 (unless set) and EXTRA."""
+    return {k: (dict({'bmc_timeout': 60}, **v, **extra) if k.startswith('ingot.metal.bmc_') else v)
+            for k, v in task.items()}
+
+
 def bmc(lab_rack, names, *tasks, workdir=None):
     """Run ingot.metal BMC module tasks (delegated to localhost) on the lab nodes NAMES."""
     # bmc_timeout: the lab's vBMCs share two cores with ten booting nodes (and whatever else runs)
     play = [{'name': 'lab BMCs', 'hosts': 'rack', 'gather_facts': False,
-             'tasks': [dict(t, delegate_to='localhost') for t in tasks]}]
-    for task in play[0]['tasks']:
-        for module, module_args in task.items():
-            if module.startswith('ingot.metal.bmc_'):
-                module_args.setdefault('bmc_timeout', 60)
+             'tasks': [dict(with_timeout(t), delegate_to='localhost') for t in tasks]}]
     r = run_playbook(play, bmc_inventory(lab_rack, names), forks=max(1, min(len(names), 10)), timeout=300,
                      workdir=workdir)
     assert r.status == 'successful' and r.rc == 0, r.stdout[-4000:]
     return r
 
 
+def fleet(lab_rack, names, *tasks, workdir=None):
+    """Run ingot.metal BMC module tasks in their fleet form (one task for all NAMES on localhost, ``bmcs:``
+    the inventory host names, their bmc_* host vars)."""
+    bmcs = list(names)
+    play = [{'name': 'lab BMCs (fleet form)', 'hosts': 'localhost', 'gather_facts': False,
+             'tasks': [with_timeout(t, bmcs=bmcs) for t in tasks]}]
+    r = run_playbook(play, bmc_inventory(lab_rack, names), timeout=300, workdir=workdir)
+    assert r.status == 'successful' and r.rc == 0, r.stdout[-4000:]
+    return r
+
+
+PXE_BOOT = {'name': 'boot device pxe', 'ingot.metal.bmc_boot': {'device': 'pxe'}}
+POWER_ON = {'name': 'power on', 'ingot.metal.bmc_power': {'state': 'on'}}
+POWER_CYCLE = {'name': 'power cycle', 'ingot.metal.bmc_power': {'state': 'restarted', 'method': 'hard'}}
+
+
+def pxe_on_fleet(lab_rack, names, workdir=None):
+    """pxe_on for many nodes in two fleet-form tasks (what an operator uses for a rack)."""
+    return fleet(lab_rack, names, PXE_BOOT, POWER_ON, workdir=workdir)
+
+
+def pxe_cycle_fleet(lab_rack, names, workdir=None):
+    """Boot device pxe and a hard power cycle for many nodes, in two fleet-form tasks."""
+    return fleet(lab_rack, names, PXE_BOOT, POWER_CYCLE, workdir=workdir)
+
+
 def pxe_on(lab_rack, names, workdir=None):
-    """Boot device pxe (next boot) and power on, through ingot.metal.bmc_boot and bmc_power."""
-    return bmc(lab_rack, names, {'name': 'boot device pxe', 'ingot.metal.bmc_boot': {'device': 'pxe'}},
-               {'name': 'power on', 'ingot.metal.bmc_power': {'state': 'on'}}, workdir=workdir)
+    """Boot device pxe (next boot) and power on, through ingot.metal.bmc_boot and bmc_power (a task per host)."""
+    return bmc(lab_rack, names, PXE_BOOT, POWER_ON, workdir=workdir)
 
 
 def pxe_cycle(lab_rack, names, workdir=None):
-    return bmc(lab_rack, names, {'name': 'boot device pxe', 'ingot.metal.bmc_boot': {'device': 'pxe'}},
-               {'name': 'power cycle', 'ingot.metal.bmc_power': {'state': 'restarted', 'method': 'hard'}},
-               workdir=workdir)
+    return bmc(lab_rack, names, PXE_BOOT, POWER_CYCLE, workdir=workdir)
 
 
 def power_off(lab_rack, names, workdir=None):
@@ -123,7 +148,13 @@ def power_off(lab_rack, names, workdir=None):
 def node_ip(lab_rack, name):
     """The IPv4 address the node's OS holds on eth0 (read in its network namespace)."""
     vm = lab_rack.machine(name)
-    proc = subprocess.run(['docker', 'exec', vm.container, 'ip', '-4', '-o', 'addr', 'show', 'eth0'],
+    # docker inspect + nsenter, not docker exec: polled by ten threads at once, an exec per poll would
+    # cost the busy machine more CPU than what is measured
+    pid = subprocess.run(['docker', 'inspect', '-f', '{{.State.Pid}}', vm.container],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    if not pid.isdigit() or pid == '0':
+        return None
+    proc = subprocess.run(['nsenter', '-t', pid, '-n', 'ip', '-4', '-o', 'addr', 'show', 'eth0'],
                           capture_output=True, text=True, check=False)
     for word in proc.stdout.split():
         if word.count('.') == 3 and '/' in word:
@@ -172,10 +203,15 @@ def wait_ssh(lab_rack, name, node, key, directory, timeout=120, command='hostnam
         return (ip, proc) if proc.returncode == 0 else None
 
     try:
-        return wait_for(answers, timeout, interval=0.5, what='ssh to %s with its pinned host key' % name)
+        return wait_for(answers, timeout, interval=1, what='ssh to %s with its pinned host key' % name)
     except AssertionError as exc:
         last = state.get('last')
-        raise AssertionError('%s; last ssh: %s' % (exc, last and (last.returncode, last.stderr[-500:]))) from None
+        tried = ('last ssh: rc %d, %s' % (last.returncode, last.stderr[-500:].strip()) if last
+                 else 'the node never had an IPv4 address on eth0')
+        record = lab_rack.api('/api/v1/nodes/%s' % node['id'])
+        console = '\n'.join(lab_rack.console(name).splitlines()[-15:])
+        raise AssertionError('%s; %s; registry: %s (last error: %s); console:\n%s'
+                             % (exc, tried, record['state'], record.get('last_error'), console)) from None
 
 
 def parse_time(text):

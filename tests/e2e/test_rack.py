@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 
 from ingot_lab import rack
@@ -12,6 +13,7 @@ from ingot_lab import rack
 from ingot_lab.docker_machine import BASE_IMAGE
 
 from conftest import host_snapshot, wait_for
+from ingot_testlib import ansible_env
 
 
 def test_ipmitool_pxe_boot_and_power(lab_rack):
@@ -68,7 +70,7 @@ def test_wrong_password_is_refused_and_node_untouched(lab_rack):
     assert lab_rack.power(name) == 'off'
 
 
-def test_discovery_of_all_nodes(lab_rack):
+def test_discovery_of_all_nodes(lab_rack, tmp_path):
     """N unregistered nodes powered on with pxe appear as discovered, with MACs and facts (n001
     was discovered by the first test: the provisioner sends a known node to its local disk)."""
     names = sorted(lab_rack.config)[1:]
@@ -89,7 +91,36 @@ def test_discovery_of_all_nodes(lab_rack):
         assert node['state'] == 'discovered'
         assert node['facts']['cpus'] >= 1 and node['facts']['memory_mib'] > 0
         assert node['facts'].get('discovered_target') == '/disk'
+        assert sorted(node['macs']) == sorted(m.lower() for m in lab_rack.macs(name))
     wait_for(lambda: all(lab_rack.power(n) == 'off' for n in names), 60, what='every node off')
+
+    # and in the dynamic inventory (ingot.metal.provisioner through ansible-inventory), grouped by state,
+    # with the MACs and facts the firmware reported and the BMC address from the registry
+    source = tmp_path / 'lab.ingot.yml'
+    source.write_text(json.dumps({'plugin': 'ingot.metal.provisioner', 'provisioner_url': rack.provisioner_url()}))
+    env = dict(os.environ, **ansible_env({'INGOT_PROVISIONER_TOKEN': lab_rack.token()}))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-inventory'), '-i', str(source),
+                           '--list'], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and 'Failed to parse' not in proc.stderr, proc.stderr[-3000:]
+    listing = json.loads(proc.stdout)
+    hostvars = listing['_meta']['hostvars']
+    for name in names:
+        node = by_mac[lab_rack.macs(name)[0]]
+        assert node['name'] in listing['state_discovered']['hosts'], listing.get('state_discovered')
+        hv = {k: unsafe(v) for k, v in hostvars[node['name']].items()}
+        assert sorted(unsafe(m) for m in hv['ingot_macs']) == sorted(node['macs'])
+        assert hv['ingot_state'] == 'discovered' and hv['ingot_facts']['cpus'] == node['facts']['cpus']
+
+
+def unsafe(value):
+    """ansible-inventory (2.19+) writes a value that is not trusted as a template as {"__ansible_unsafe": ...}."""
+    if isinstance(value, dict) and set(value) == {'__ansible_unsafe'}:
+        return value['__ansible_unsafe']
+    if isinstance(value, dict):
+        return {k: unsafe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unsafe(v) for v in value]
+    return value
 
 
 def test_known_node_pxe_boots_its_local_disk(lab_rack):

@@ -1,5 +1,3 @@
-# WORK IN PROGRESS, not yet verified end to end (see issue 6): pytest does not collect it (not test_*.py).
-# Rename it back once a run shows it green.
 """Deploy end to end with the real node image of roles/os_image (built through ansible-runner, cached
 by e2e_image.py, registered in the lab provisioner by the role): the provisioner API allocates and
 deploys, ingot.metal.bmc_boot / bmc_power PXE-boot the node, the deploy agent lands the image with its

@@ -53,6 +53,9 @@ DEFAULT_FIRMWARE = (1, 0x23)   # shown as 1.23
 LAN_CHANNEL = 1
 MAX_FRU_READ = 224
 
+# a request repeated on its session within this many seconds is a retransmission (see handle_raw_request)
+RETRANSMIT_WINDOW = 10.0
+
 CC_OK = 0x00
 CC_NODE_BUSY = 0xC0
 CC_INVALID_COMMAND = 0xC1
@@ -171,31 +174,46 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
     # -- dispatch --------------------------------------------------------------------------------
     def handle_raw_request(self, request, session):
         key = (request['netfn'], request['command'])
+        # A retransmission (same session, same rqSeq, same command and data as the request just answered)
+        # gets the same answer again and is not carried out twice: a client whose answer was late (a
+        # power cycle of a node container takes a second on a busy host) resends, and a second cycle
+        # would kill the boot the first one started. The IPMI rqSeq exists to detect such duplicates.
+        ident = (getattr(session, 'seqlun', None), key, bytes(request['data']))
+        last = getattr(session, 'ingot_last_request', None)
+        if last is not None and last[0] == ident and time.monotonic() - last[1] < RETRANSMIT_WINDOW:
+            log.info('%s: retransmitted request netfn 0x%02x cmd 0x%02x (rqSeq %s) answered again, not run again',
+                     self.name, key[0], key[1], ident[0])
+            if last[2] is not None:
+                session.send_ipmi_response(**last[2])
+            return
+        reply = self._dispatch(key, request, session)
+        session.ingot_last_request = (ident, time.monotonic(), reply)
+        if reply is not None:
+            session.send_ipmi_response(**reply)
+
+    def _dispatch(self, key, request, session):
+        """Run the handler of KEY; the answer as send_ipmi_response's arguments (None: no answer)."""
         handler = COMMANDS.get(key)
         if handler is None:
             level = logging.DEBUG if key in _UNSUPPORTED_SEEN else logging.INFO
             _UNSUPPORTED_SEEN.add(key)
             log.log(level, '%s: unsupported command netfn 0x%02x cmd 0x%02x (answered 0xc1)', self.name, *key)
-            session.send_ipmi_response(code=CC_INVALID_COMMAND)
-            return
+            return {'code': CC_INVALID_COMMAND}
         try:
             data = handler(self, bytearray(request['data']), session)
         except Completion as done:
-            session.send_ipmi_response(code=done.code)
-            return
+            return {'code': done.code}
         except PowerStateError as err:
             log.info('%s: %s', self.name, err)
-            session.send_ipmi_response(code=CC_NOT_SUPPORTED_IN_PRESENT_STATE)
-            return
+            return {'code': CC_NOT_SUPPORTED_IN_PRESENT_STATE}
         except (IndexError, ValueError, struct.error):
-            session.send_ipmi_response(code=CC_REQUEST_DATA_LENGTH_INVALID)
-            return
+            return {'code': CC_REQUEST_DATA_LENGTH_INVALID}
         except Exception:
             fixes.log_error('%s: error handling netfn 0x%02x cmd 0x%02x' % ((self.name,) + key))
-            session.send_ipmi_response(code=CC_UNSPECIFIED)
-            return
-        if data is not None:
-            session.send_ipmi_response(data=list(data))
+            return {'code': CC_UNSPECIFIED}
+        if data is None:
+            return None
+        return {'data': list(data)}
 
     # -- chassis ---------------------------------------------------------------------------------
     def cmd_get_chassis_status(self, data, session):

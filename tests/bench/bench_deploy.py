@@ -143,13 +143,14 @@ def redeploy(lab_rack, name, image, pubkey, workdir):
     node = deploylib.node_by_mac(lab_rack, lab_rack.macs(name)[0])
     lab_rack.api('/api/v1/nodes/%s/release' % node['id'], 'POST', {'wipe': True})
     deploylib.pxe_cycle_fleet(lab_rack, [name], workdir=workdir + '-wipe')
-    wait_for(lambda: lab_rack.api('/api/v1/nodes/%s' % node['id'])['state'] == 'ready', 300, interval=1,
-             what='the wipe of %s' % name)
+    deploylib.wait_state(lab_rack, name, node, 'ready', 300)
+    # the node is ready as soon as the agent reported; its firmware then reboots (to the disk, now empty):
+    # switch it off first, or a boot override set now could be consumed by that reboot, as on a real server
+    deploylib.fleet(lab_rack, [name], deploylib.POWER_OFF, workdir=workdir + '-off')
     node = deploylib.allocate(lab_rack, name, owner='bench')
     deploylib.deploy(lab_rack, node, image, pubkey, 'bench-%s' % name, 'bench')
-    deploylib.pxe_cycle_fleet(lab_rack, [name], workdir=workdir + '-deploy')
-    wait_for(lambda: lab_rack.api('/api/v1/nodes/%s' % node['id'])['state'] == 'deployed', 300, interval=1,
-             what='the deploy of %s' % name)
+    deploylib.pxe_on_fleet(lab_rack, [name], workdir=workdir + '-deploy')
+    deploylib.wait_state(lab_rack, name, node, 'deployed', 300)
     return deploylib.agent_write_seconds(lab_rack, node['id'])
 
 

@@ -119,6 +119,7 @@ def fleet(lab_rack, names, *tasks, workdir=None):
 PXE_BOOT = {'name': 'boot device pxe', 'ingot.metal.bmc_boot': {'device': 'pxe'}}
 POWER_ON = {'name': 'power on', 'ingot.metal.bmc_power': {'state': 'on'}}
 POWER_CYCLE = {'name': 'power cycle', 'ingot.metal.bmc_power': {'state': 'restarted', 'method': 'hard'}}
+POWER_OFF = {'name': 'power off (hard)', 'ingot.metal.bmc_power': {'state': 'off', 'method': 'hard'}}
 
 
 def pxe_on_fleet(lab_rack, names, workdir=None):
@@ -141,8 +142,21 @@ def pxe_cycle(lab_rack, names, workdir=None):
 
 
 def power_off(lab_rack, names, workdir=None):
-    return bmc(lab_rack, names, {'name': 'power off (hard)',
-                                 'ingot.metal.bmc_power': {'state': 'off', 'method': 'hard'}}, workdir=workdir)
+    return bmc(lab_rack, names, POWER_OFF, workdir=workdir)
+
+
+def wait_state(lab_rack, name, node, state, timeout):
+    """Wait until the registry node NODE (lab node NAME) is in STATE; on timeout, say where it is instead
+    and what its console printed last."""
+    url = '/api/v1/nodes/%s' % node['id']
+    try:
+        return wait_for(lambda: lab_rack.api(url)['state'] == state, timeout, interval=1,
+                        what='node %s (%s) to be %s' % (node['name'], name, state))
+    except AssertionError as exc:
+        record = lab_rack.api(url)
+        console = '\n'.join(lab_rack.console(name).splitlines()[-20:])
+        raise AssertionError('%s: it is %s (last error: %s); console:\n%s'
+                             % (exc, record['state'], record.get('last_error'), console)) from None
 
 
 def node_ip(lab_rack, name):

@@ -157,3 +157,21 @@ def test_garbage_flood_does_not_kill_the_server(lab, bmc):
         proc = target.ipmitool('power', 'status')
         assert proc.returncode == 0, proc.stderr
     assert '(kept serving)' in lab.logs()              # the parsers did raise; it was logged, not fatal
+
+
+def test_retransmitted_power_cycle_runs_once(lab, bmc):
+    """A request sent again with the same rqSeq (a client that did not get the answer in time) is
+    answered again, not carried out twice; the next request with the next rqSeq is carried out."""
+    with RmcpClient(bmc.host, bmc.port) as client:
+        session = client.open_session(bmc.user, bmc.password)
+        assert session.command(0x00, 0x02, [0x01])[0] == 0           # power on
+        boots = lab.machine_state(bmc.name)['boot_count']
+        assert session.command(0x00, 0x02, [0x02])[0] == 0           # power cycle
+        assert lab.machine_state(bmc.name)['boot_count'] == boots + 1
+        session.rq_seq = (session.rq_seq - 1) & 0x3F                 # the same request again: a retransmission
+        assert session.command(0x00, 0x02, [0x02])[0] == 0
+        assert lab.machine_state(bmc.name)['boot_count'] == boots + 1
+        assert session.command(0x00, 0x02, [0x02])[0] == 0           # a new request (next rqSeq)
+        assert lab.machine_state(bmc.name)['boot_count'] == boots + 2
+        assert session.command(0x00, 0x02, [0x00])[0] == 0           # power off
+        session.close()

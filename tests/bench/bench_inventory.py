@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests'))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
-from ingot_testlib import ansible_env  # noqa: E402
+from ingot_testlib import ansible_env, unwrap_unsafe as unwrap  # noqa: E402
 from provisioner_service import PKG_DIR, Service, service_python  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -109,16 +109,6 @@ PLUGIN_CONFIG = {
     'keyed_groups': [{'key': 'ingot_tags', 'prefix': 'tag'}, {'key': 'ingot_owner', 'prefix': 'owner'}],
     'groups': {'big': 'ingot_facts.memory_mib >= 131072'},
 }
-
-
-def unwrap(value):
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return dict((k, unwrap(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
 
 
 def static_yaml(listing):

@@ -6,7 +6,6 @@ import datetime
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -18,18 +17,9 @@ from ingot_lab import rack  # noqa: E402
 from ingot_testlib import run_playbook  # noqa: E402
 
 import e2e_image  # noqa: E402
+from conftest import wait_for  # noqa: E402  (the one wait loop of the e2e tests)
 
 STORE = '/var/lib/ingot-provisioner/images'
-
-
-def wait_for(predicate, timeout, interval=0.25, what='condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError('timed out after %.0f s waiting for %s' % (timeout, what))
 
 
 def install_image(lab_rack, result):

@@ -64,11 +64,6 @@ def _state(lab_rack, node):
     return lab_rack.api('/api/v1/nodes/%s' % node['id'])['state']
 
 
-def _wait_state(lab_rack, node, state, timeout):
-    return wait_for(lambda: _state(lab_rack, node) == state, timeout, interval=1,
-                    what='node %s to be %s' % (node['name'], state))
-
-
 def _read(path):
     with open(path) as handle:
         return handle.read()
@@ -87,7 +82,7 @@ def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_i
     assert node['state'] == 'deploying' and node['ssh_host_keys'].get('ed25519', '').startswith('ssh-ed25519 ')
     start = time.monotonic()
     deploylib.pxe_on(lab_rack, [name])
-    _wait_state(lab_rack, node, 'deployed', DEPLOY_TIMEOUT + 30)
+    deploylib.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
     deployed = time.monotonic() - start
     events = lab_rack.api('/api/v1/nodes/%s/events' % node['id'])['items']
     success = [e for e in events if e['kind'] == 'agent_report' and 'installed on' in e['message']]
@@ -140,7 +135,7 @@ def test_release_wipes_the_disk_and_node_is_ready(lab_rack):
     assert node['state'] == 'releasing'
     start = time.monotonic()
     deploylib.pxe_cycle(lab_rack, [name])       # the node is on (its OS booted): cycle into PXE
-    _wait_state(lab_rack, node, 'ready', DEPLOY_TIMEOUT + 30)
+    deploylib.wait_state(lab_rack, name, node, 'ready', DEPLOY_TIMEOUT + 30)
     print('wipe: %.1f s' % (time.monotonic() - start))
     assert 'mode wipe' in lab_rack.console(name) or 'ingot.mode=wipe' in lab_rack.console(name)
     left = [f for f in written if os.path.lexists(os.path.join(vm.disk, f))]
@@ -149,7 +144,7 @@ def test_release_wipes_the_disk_and_node_is_ready(lab_rack):
     record = lab_rack.api('/api/v1/nodes/%s' % node['id'])
     assert record['state'] == 'ready' and not record['owner'] and not record['ssh_host_keys']
     # after the wipe the firmware boots the (now empty) disk: no OS, halted with power on
-    wait_for(lambda: 'no bootable OS on disk' in lab_rack.console(name, ), 60, what='the empty disk boot')
+    wait_for(lambda: 'no bootable OS on disk' in lab_rack.console(name), 60, what='the empty disk boot')
     deploylib.power_off(lab_rack, [name])
 
 
@@ -168,7 +163,7 @@ def test_power_off_mid_deploy_times_out_then_retry_works(lab_rack, lab_image, ss
     assert not vm.running()
     off = time.monotonic()
     assert _state(lab_rack, node) == 'deploying'
-    _wait_state(lab_rack, node, 'deploy_failed', DEPLOY_TIMEOUT + 30)
+    deploylib.wait_state(lab_rack, name, node, 'deploy_failed', DEPLOY_TIMEOUT + 30)
     print('deploy_failed %.1f s after the power off (deploy timeout %d s)' % (time.monotonic() - off,
                                                                               DEPLOY_TIMEOUT))
     record = lab_rack.api('/api/v1/nodes/%s' % node['id'])
@@ -181,7 +176,7 @@ def test_power_off_mid_deploy_times_out_then_retry_works(lab_rack, lab_image, ss
     node = deploylib.deploy(lab_rack, node, lab_image['name'], pubkey, 'e2e-%s' % name, 'second-try')
     start = time.monotonic()
     deploylib.pxe_on(lab_rack, [name])
-    _wait_state(lab_rack, node, 'deployed', DEPLOY_TIMEOUT + 30)
+    deploylib.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
     ip, proc = deploylib.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
     print('retry: power on to ssh answering %.1f s' % (time.monotonic() - start))
     assert proc.stdout.strip() == 'e2e-%s' % name

@@ -13,7 +13,7 @@ from ingot_lab import rack
 from ingot_lab.docker_machine import BASE_IMAGE
 
 from conftest import host_snapshot, wait_for
-from ingot_testlib import ansible_env
+from ingot_testlib import ansible_env, unwrap_unsafe
 
 
 def test_ipmitool_pxe_boot_and_power(lab_rack):
@@ -107,20 +107,9 @@ def test_discovery_of_all_nodes(lab_rack, tmp_path):
     for name in names:
         node = by_mac[lab_rack.macs(name)[0]]
         assert node['name'] in listing['state_discovered']['hosts'], listing.get('state_discovered')
-        hv = {k: unsafe(v) for k, v in hostvars[node['name']].items()}
-        assert sorted(unsafe(m) for m in hv['ingot_macs']) == sorted(node['macs'])
+        hv = unwrap_unsafe(hostvars[node['name']])
+        assert sorted(hv['ingot_macs']) == sorted(node['macs'])
         assert hv['ingot_state'] == 'discovered' and hv['ingot_facts']['cpus'] == node['facts']['cpus']
-
-
-def unsafe(value):
-    """ansible-inventory (2.19+) writes a value that is not trusted as a template as {"__ansible_unsafe": ...}."""
-    if isinstance(value, dict) and set(value) == {'__ansible_unsafe'}:
-        return value['__ansible_unsafe']
-    if isinstance(value, dict):
-        return {k: unsafe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unsafe(v) for v in value]
-    return value
 
 
 def test_known_node_pxe_boots_its_local_disk(lab_rack):

@@ -90,6 +90,18 @@ class RunResult:
         return sum((self.stats or {}).get(key, {}).values())
 
 
+def unwrap_unsafe(value):
+    """ansible-inventory (2.19+) writes a value that is not trusted as a template as {"__ansible_unsafe": ...};
+    VALUE with every such wrapper replaced by what it wraps."""
+    if isinstance(value, dict):
+        if set(value) == {'__ansible_unsafe'}:
+            return value['__ansible_unsafe']
+        return {k: unwrap_unsafe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_unsafe(v) for v in value]
+    return value
+
+
 def write_inventory(path: str, inventory: dict) -> str:
     with open(path, 'w') as f:
         yaml.safe_dump(inventory, f, default_flow_style=False)

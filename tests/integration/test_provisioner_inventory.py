@@ -15,7 +15,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ingot_testlib import ansible_env, run_playbook  # noqa: E402
+from ingot_testlib import ansible_env, run_playbook, unwrap_unsafe as unwrap  # noqa: E402
 from provisioner_service import Agent, Service  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -66,17 +66,6 @@ def inventory(service, path, *args, env=None):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert 'Unable to parse' not in proc.stderr and 'Failed to parse' not in proc.stderr, proc.stderr
     return proc.stdout
-
-
-def unwrap(value):
-    """ansible-inventory (2.19+) writes a string that is not trusted as a template as {"__ansible_unsafe": ...}."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return dict((k, unwrap(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
 
 
 def listing(service, path):

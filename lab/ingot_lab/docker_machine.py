@@ -8,7 +8,10 @@ bind-mounted at ``/disk``; its "NVRAM" (``STATE/nvram/NAME``, at ``/nvram``) tel
 boot device of this boot (``boot``) and of later warm boots (``next``).
 
 The container is created once (at the first power-on) and then started and stopped, so its log,
-the node's console, spans every boot: ``docker logs`` / ``ingot-lab node console NAME``.
+the node's console, spans every boot: ``docker logs`` / ``ingot-lab node console NAME``.  It is
+labelled with the lab's state directory; one of the same name made by another lab or from another
+firmware image (left behind by a lab that was killed) is made again, never booted; one that runs
+for another lab is refused.
 
 IPMI mapping:
 
@@ -40,6 +43,7 @@ from ingot_lab.machines import POWER_OFF, POWER_ON, MachineError, MemoryMachine,
 DEFAULT_IMAGE = 'ingot-lab/firmware:latest'
 DEFAULT_BRIDGE = 'ingotlab0'
 LABEL = 'org.ingot-metal.lab-node'
+DIR_LABEL = 'org.ingot-metal.lab-dir'     # the state directory of the lab that made the container
 SOFT_OFF_TIMEOUT = 60
 DOCKER_TIMEOUT = 60
 
@@ -78,6 +82,7 @@ class DockerMachine(MemoryMachine):
     def __init__(self, name, state_path, spec=None, readonly=False, clock=time.time):
         super().__init__(name, state_path, spec, readonly=readonly, clock=clock)
         state_dir = os.path.dirname(os.path.dirname(os.path.abspath(state_path)))
+        self.state_dir = state_dir
         self.container = self.spec.get('container') or 'ingot-node-%s' % name
         self.image = self.spec.get('image') or DEFAULT_IMAGE
         self.bridge = self.spec.get('bridge') or DEFAULT_BRIDGE
@@ -95,6 +100,20 @@ class DockerMachine(MemoryMachine):
         info = self._inspect()
         return bool(info and info['State']['Running'])
 
+    def _is_current(self, info):
+        """Was the container made by this lab, from this image, with this disk?  Raises when it
+        belongs to another lab and runs (a node of a lab that is up is not taken from it)."""
+        labels = info['Config'].get('Labels') or {}
+        owner = labels.get(DIR_LABEL)
+        if owner != self.state_dir and info['State']['Running']:
+            raise MachineError('%s: container %s runs for the lab in %s: take that lab down first '
+                               '(ingot-lab --state-dir %s down)' % (self.name, self.container, owner or '?',
+                                                                    owner or '?'))
+        disks = [os.path.realpath(m.get('Source') or '') for m in info.get('Mounts') or ()
+                 if m.get('Destination') == '/disk']
+        return (owner == self.state_dir and info['Config'].get('Image') == self.image
+                and disks == [os.path.realpath(self.disk)])
+
     def _create(self):
         os.makedirs(self.disk, exist_ok=True)
         os.makedirs(self.nvram, exist_ok=True)
@@ -104,6 +123,7 @@ class DockerMachine(MemoryMachine):
         argv = ['docker', 'create', '--name', self.container,
                 '--hostname', self.spec.get('hostname') or self.name,
                 '--label', '%s=%s' % (LABEL, self.name),
+                '--label', '%s=%s' % (DIR_LABEL, self.state_dir),
                 '--network', 'none',
                 '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
                 '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
@@ -145,9 +165,15 @@ class DockerMachine(MemoryMachine):
     def _boot(self, why):
         forced, flags = self.boot_override_for_next_boot()
         device = forced or self._default_device()
-        if self._inspect() is None:
+        info = self._inspect()
+        if info is not None and not self._is_current(info):
+            # Made from an older firmware image, or by another lab: a node must boot the firmware
+            # and disk of this lab, so the container is made again (its console starts anew).
+            _run(['docker', 'rm', '-f', self.container], check=False)
+            info = None
+        if info is None:
             self._create()
-        elif self.running():
+        elif info['State']['Running']:
             _run(['docker', 'kill', self.container], check=False)
             self._wait_stopped(10)
         self._write_nvram(self._effective(device))

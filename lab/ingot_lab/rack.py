@@ -8,7 +8,9 @@
 2. images, cached: ``tests/images/build-image debian-systemd`` and the firmware (``lab/firmware``);
 3. the lab bridge (``ingotlab0``, 10.252.0.0/24, the host at .1 so that tests reach the API) and
    the ``DOCKER-USER`` accept rule for frames bridged on it (LAB-NOTES G4);
-4. the provisioner host: a systemd container (LAB-NOTES section 3 flags), eth0 on Docker's default
+4. the stopped containers of a lab that is gone (killed without ``down``: Docker keeps them) are
+   removed; while another lab is up (a container of it runs, or a vBMC server), ``up`` stops;
+   the provisioner host: a systemd container (LAB-NOTES section 3 flags), eth0 on Docker's default
    bridge for apt/pip, eth1 = 10.252.0.2 on the lab bridge, configured by ``roles/provisioner``
    through ansible-runner (the service, dnsmasq in full DHCP mode on eth1);
 5. N virtual BMCs (``nNNN``, ports BASE..) whose machines are node containers (``docker`` machine
@@ -31,10 +33,10 @@ import time
 
 from ingot_lab import manage
 from ingot_lab import server
-from ingot_lab.docker_machine import (BASE_IMAGE, LABEL, DockerMachine, cgroup_binds, ensure_firmware_image,
-                                      prune_images)
+from ingot_lab.docker_machine import (BASE_IMAGE, DIR_LABEL, LABEL, DockerMachine, cgroup_binds,
+                                      ensure_firmware_image, prune_images)
 from ingot_lab.machines import create_machine
-from ingot_lab.state import LabError, write_file_atomic
+from ingot_lab.state import Lab, LabError, write_file_atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BRIDGE = os.environ.get('INGOT_LAB_BRIDGE', 'ingotlab0')
@@ -44,7 +46,6 @@ PROVISIONER_VETH = 'vinglabprov'
 PROVISIONER_MAC = '02:00:0a:fc:00:02'
 PROVISIONER_PORT = 8080
 RULE_COMMENT = 'ingot.metal lab'
-DIR_LABEL = 'org.ingot-metal.lab-dir'
 
 
 def _say(msg):
@@ -171,15 +172,41 @@ def _container_state(name):
     return None if proc.returncode else proc.stdout.strip() == 'true'
 
 
+def _lab_is_up(state_dir, containers):
+    """Is the lab of ``state_dir`` still up: one of its containers running, or a vBMC server of it alive?"""
+    if any(running for _name, running in containers):
+        return True
+    return bool(state_dir) and os.path.isdir(state_dir) and bool(Lab(state_dir).live_shards())
+
+
+def clear_leftovers(lab):
+    """Remove the containers a lab left behind when it was not taken down (killed, machine
+    restarted: Docker keeps stopped containers), so that they cannot stand in for this lab's.
+    Raises when another lab is still up (a running container of it, or a live vBMC server)."""
+    proc = _run(['docker', 'ps', '-a', '--filter', 'label=%s' % LABEL, '--format',
+                 '{{.Names}}\t{{.State}}\t{{.Label "%s"}}' % DIR_LABEL], quiet=True)
+    others = {}
+    for line in proc.stdout.splitlines():
+        name, state, owner = (line.split('\t') + ['', ''])[:3]
+        if owner != lab.dir:
+            others.setdefault(owner, []).append((name, state == 'running'))
+    removed = []
+    for owner, containers in sorted(others.items()):
+        if _lab_is_up(owner, containers):
+            raise LabError('another lab is up (state directory %s, containers %s): "ingot-lab --state-dir %s down" '
+                           'first' % (owner or '?', ', '.join(sorted(n for n, _r in containers)), owner or '?'))
+        names = sorted(n for n, _r in containers)
+        _run(['docker', 'rm', '-f'] + names, quiet=True)
+        removed += names
+        _say('  removed %d stopped container(s) of a lab that is no longer up (state directory %s): %s'
+             % (len(names), owner or 'not recorded', ', '.join(names)))
+    return removed
+
+
 @_step('provisioner host (container + roles/provisioner)')
 def _provisioner(lab, record, token, deploy_timeout):
+    clear_leftovers(lab)
     state = _container_state(PROVISIONER)
-    if state is not None:
-        owner = _run(['docker', 'inspect', '-f', '{{ index .Config.Labels "%s" }}' % DIR_LABEL, PROVISIONER],
-                     quiet=True).stdout.strip()
-        if owner != os.path.abspath(lab.dir):
-            raise LabError('another lab is up (state directory %s): "ingot-lab --state-dir %s down" first'
-                           % (owner or '?', owner or '?'))
     # A container on which roles/provisioner already converged once (same role, same base) is kept
     # as an image; the role still runs on it (idempotent, quick).  Its registry is empty: the image
     # is committed right after the role's first run, before any node exists.

@@ -4,13 +4,17 @@ and compares the host with what it was before ``up``."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 
+import pytest
+
 from ingot_lab import rack
 
-from ingot_lab.docker_machine import BASE_IMAGE
+from ingot_lab.docker_machine import BASE_IMAGE, DIR_LABEL, LABEL
+from ingot_lab.state import Lab, LabError
 
 from conftest import host_snapshot, wait_for
 from ingot_testlib import ansible_env, unwrap_unsafe
@@ -209,6 +213,53 @@ def test_deploy_bad_checksum_then_good_image_boots_from_disk(lab_rack, tmp_path)
     assert 'rebooting' in console
     assert lab_rack.power(name) == 'on'
     lab_rack.ipmitool(name, 'power', 'off')
+
+
+def _container(name):
+    proc = subprocess.run(['docker', 'inspect', '--type', 'container', name], capture_output=True, text=True,
+                          check=False)
+    return json.loads(proc.stdout)[0] if proc.returncode == 0 else None
+
+
+def test_leftovers_of_a_lab_that_is_gone(lab_rack, tmp_path):
+    """A killed lab leaves stopped containers in Docker: a node container of the same name made
+    by another lab (other disk) is made again at power on, not booted; ``up`` removes the stopped
+    containers of a lab that is gone, and refuses while another lab is up."""
+    name = sorted(lab_rack.config)[-1]
+    vm = lab_rack.machine(name)
+    assert lab_rack.power(name) == 'off'
+    gone = str(tmp_path / 'gone-lab')
+    other_disk = tmp_path / 'other-disk'
+    other_disk.mkdir()
+    subprocess.run(['docker', 'rm', '-f', vm.container], capture_output=True, check=False)
+    subprocess.run(['docker', 'create', '--name', vm.container, '--label', '%s=%s' % (LABEL, name),
+                    '--label', '%s=%s' % (DIR_LABEL, gone), '--network', 'none',
+                    '-v', '%s:/disk' % other_disk, vm.image], capture_output=True, check=True)
+    lab_rack.ipmitool(name, 'chassis', 'bootdev', 'disk')
+    lab_rack.ipmitool(name, 'power', 'on')
+    wait_for(lambda: 'boot device disk' in lab_rack.console(name), 20, what='the firmware on the console')
+    assert lab_rack.power(name) == 'on'
+    info = _container(vm.container)
+    assert info['Config']['Labels'][DIR_LABEL] == lab_rack.state_dir
+    assert [m['Source'] for m in info['Mounts'] if m['Destination'] == '/disk'] == [os.path.realpath(vm.disk)]
+    assert not os.listdir(other_disk)
+    lab_rack.ipmitool(name, 'power', 'off')
+
+    left = 'ingot-node-zzleft'
+    subprocess.run(['docker', 'create', '--name', left, '--label', '%s=zzleft' % LABEL,
+                    '--label', '%s=%s' % (DIR_LABEL, gone), vm.image], capture_output=True, check=True)
+    try:
+        assert rack.clear_leftovers(lab_rack.lab) == [left]
+        assert _container(left) is None
+        assert _container(vm.container) is not None           # this lab's own, stopped: kept
+        assert _container(rack.PROVISIONER)['State']['Running']
+        # Seen from another state directory, this rack is a lab that is up: refused, nothing removed.
+        with pytest.raises(LabError, match='another lab is up .state directory %s' % re.escape(lab_rack.state_dir)):
+            rack.clear_leftovers(Lab(str(tmp_path / 'second-lab')))
+        assert _container(rack.PROVISIONER)['State']['Running']
+        assert _container(vm.container) is not None
+    finally:
+        subprocess.run(['docker', 'rm', '-f', left], capture_output=True, check=False)
 
 
 def test_zz_down_restores_the_host(lab_rack):

@@ -11,6 +11,7 @@ real state of every machine after each step, and checking it with ipmitool. Ever
 
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -20,6 +21,7 @@ sys.path.insert(0, os.path.join(REPO, 'tests'))
 sys.path.insert(0, os.path.join(REPO, 'lab'))
 
 from ingot_testlib import run_playbook  # noqa: E402
+from ingot_lab.state import Lab  # noqa: E402
 from ingot_lab.testing import start_lab  # noqa: E402
 
 
@@ -52,6 +54,15 @@ def main():
     ap.add_argument('--state-dir', default=os.path.join(REPO, '.lab', 'demo'))
     args = ap.parse_args()
     runs = os.path.join(args.state_dir, 'runs')
+    lab_dir = os.path.join(args.state_dir, 'lab')
+    # The rack of a previous demo (ended, or killed before it could stop) is configured afresh; one
+    # that still runs is left alone.
+    served = Lab(lab_dir).served() if os.path.isdir(lab_dir) else {}
+    if served:
+        raise SystemExit('demo: a demo rack is running in %s (vBMC server pid %s): stop it first with '
+                         '"lab/ingot-lab --state-dir %s vbmc stop"'
+                         % (lab_dir, ', '.join(str(p) for p in sorted(set(served.values()))), lab_dir))
+    shutil.rmtree(lab_dir, ignore_errors=True)
     os.makedirs(runs, exist_ok=True)
     failures = []
 
@@ -61,7 +72,7 @@ def main():
             failures.append(what)
 
     step('A virtual rack of %d machines, each behind its own virtual BMC (IPMI 2.0 on 127.0.0.1)' % args.nodes)
-    with start_lab(os.path.join(args.state_dir, 'lab'), n=args.nodes, nics=2, soft_off_delay=1.0,
+    with start_lab(lab_dir, n=args.nodes, nics=2, soft_off_delay=1.0,
                    password='Demo-Rack-pw-1') as lab:
         names = [b.name for b in lab.bmcs]
         inv_path = os.path.join(args.state_dir, 'inventory.yml')

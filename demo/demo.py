@@ -2,11 +2,15 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The main job, until the whole lifecycle lands: a virtual rack driven through its BMCs.
+"""The main job, until the whole lifecycle lands: what exists, run for real.
 
-Starts a rack of virtual BMCs (real IPMI 2.0 lanplus on loopback, the lab's vBMC server), writes its
-inventory, then runs the collection's own playbooks and modules on it through ansible-runner, showing the
-real state of every machine after each step, and checking it with ipmitool. Everything it starts, it stops.
+1. A rack of virtual BMCs (real IPMI 2.0 lanplus on loopback, the lab's vBMC server) driven by the
+   collection's own playbooks and modules through ansible-runner, showing the real state of every
+   machine after each step, and checking it with ipmitool.
+2. The lab rack of virtual metal (rack_demo.py; root and Docker, skipped with ``--no-rack``): a node
+   discovered by PXE, another deployed with the image of roles/os_image through the provisioner and the
+   BMC modules, reached by ssh with its pinned host key, wiped on release.
+Everything it starts, it stops.
 """
 
 import argparse
@@ -52,6 +56,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--nodes', type=int, default=6)
     ap.add_argument('--state-dir', default=os.path.join(REPO, '.lab', 'demo'))
+    ap.add_argument('--no-rack', action='store_true', help='only the virtual BMCs, not the lab rack')
     args = ap.parse_args()
     runs = os.path.join(args.state_dir, 'runs')
     lab_dir = os.path.join(args.state_dir, 'lab')
@@ -136,8 +141,20 @@ def main():
         table(lab, names)
         expect(all(lab.machine_state(n)['power'] == 'off' for n in names), 'every machine is off')
 
-    step('Rack stopped. %s' % ('All checks passed.' if not failures else '%d checks FAILED' % len(failures)))
+    step('Rack of virtual BMCs stopped.')
     print('   Drive it by hand: lab/ingot-lab vbmc --help; ipmitool -I lanplus -H 127.0.0.1 -p PORT -U admin -P ... power status')
+
+    if args.no_rack:
+        print('   (--no-rack: the lab rack is not shown)')
+    elif os.geteuid() != 0:
+        print('   the lab rack needs root (Docker, a bridge, iptables): run the demo as root to see it')
+    else:
+        import rack_demo   # pylint: disable=import-outside-toplevel
+        rack_demo.run(os.path.join(args.state_dir, 'rack'), step, expect)
+        print('   Bring the lab up by hand: lab/ingot-lab up --nodes 3 (README: "The lab")')
+
+    verdict = '%d checks FAILED: %s' % (len(failures), '; '.join(failures)) if failures else 'All checks passed.'
+    step('Demo done. %s' % verdict)
     return 1 if failures else 0
 
 

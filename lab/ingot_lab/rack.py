@@ -192,10 +192,10 @@ def clear_leftovers(lab):
             others.setdefault(owner, []).append((name, state == 'running'))
     removed = []
     for owner, containers in sorted(others.items()):
+        names = sorted(n for n, _r in containers)
         if _lab_is_up(owner, containers):
             raise LabError('another lab is up (state directory %s, containers %s): "ingot-lab --state-dir %s down" '
-                           'first' % (owner or '?', ', '.join(sorted(n for n, _r in containers)), owner or '?'))
-        names = sorted(n for n, _r in containers)
+                           'first' % (owner or '?', ', '.join(names), owner or '?'))
         _run(['docker', 'rm', '-f'] + names, quiet=True)
         removed += names
         _say('  removed %d stopped container(s) of a lab that is no longer up (state directory %s): %s'

@@ -215,7 +215,8 @@ def main():
                    ' -> %.2f' % (tars[-1][1] / agents[-1]) if agents[-1] else ''))
         deploylib.power_off(lab_rack, names[:1])
         paired = [t[1] / a for a, t in zip(agents, tars) if a]
-        agent_one = statistics.median([a for a in agents if a]) if any(agents) else None
+        measured = [a for a in agents if a]
+        agent_one = statistics.median(measured) if measured else None
         untar, synced, sha = (statistics.median(t[k] for t in tars) for k in range(3))
         size_mb = result['size'] / 1e6
         ratio = ten / one
@@ -237,7 +238,7 @@ def main():
             thr = size_mb / agent_one
             untar_thr = size_mb / synced
             say('  agent write (1 node, median of %d): %5.1f s = %6.1f MB/s (download+sha256+unpack+seed+sync)'
-                % (len([a for a in agents if a]), agent_one, thr))
+                % (len(measured), agent_one, thr))
             valid = [s for s in agent_ten if s]
             if valid:
                 say('  agent write (each of 10 at once): median %.1f s = %.1f MB/s per node, %.1f MB/s together'

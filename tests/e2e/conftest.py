@@ -26,11 +26,11 @@ from ingot_lab import rack  # noqa: E402
 from ingot_lab import manage  # noqa: E402
 from ingot_lab.state import Lab  # noqa: E402
 
-NODES = int(os.environ.get('INGOT_E2E_NODES', '3'))
+NODES = int(os.environ.get('INGOT_E2E_NODES', '4'))
 BASE_PORT = int(os.environ.get('INGOT_E2E_BASE_PORT', '16330'))
 # The provisioner's deploy timeout in the e2e rack: short, so that the failure path (a node powered
 # off in the middle of a deploy) ends in deploy_failed soon; long enough for a deploy of the real image.
-DEPLOY_TIMEOUT = int(os.environ.get('INGOT_E2E_DEPLOY_TIMEOUT', '75'))
+DEPLOY_TIMEOUT = int(os.environ.get('INGOT_E2E_DEPLOY_TIMEOUT', '150'))
 
 
 def host_snapshot(state_dir):

@@ -293,6 +293,18 @@ def env_file(path):
     return env
 
 
+def task_messages(result, task):
+    """The ``msg`` lines of every result of TASK in a run (a loop's items included), in order."""
+    lines = []
+    for r in result.results:
+        if r.task != task:
+            continue
+        for res in r.result.get('results') or [r.result]:
+            msg = res.get('msg')
+            lines += msg if isinstance(msg, list) else str(msg).splitlines() if msg is not None else []
+    return lines
+
+
 class Watcher:
     """Prints, while a playbook runs, each node's state changes and its deploy agent's progress (polled from the
     registry every INTERVAL seconds): the progress of every wait, as an operator would watch it."""

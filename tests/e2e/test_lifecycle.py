@@ -7,7 +7,6 @@ inventories/lab inventory (the provisioner plugin and the lab's BMC inventory): 
 The machines' nodes are the lab nodes n002 and n003 (test_rack.py's discovery test registers them under other
 names first: those records are removed here). Runs after test_deploy.py (conftest orders the files)."""
 
-import json
 import os
 import shutil
 import socket
@@ -56,7 +55,7 @@ def _changed(result):
 @pytest.fixture(scope='module')
 def lab_nodes(lab_rack):
     names = sorted(lab_rack.config)[1:3]
-    assert len(names) == 2, 'the lifecycle tests need 4 lab nodes (INGOT_E2E_NODES): %s' % sorted(lab_rack.config)
+    assert len(names) == 2, 'the lifecycle tests need 3 lab nodes (INGOT_E2E_NODES): %s' % sorted(lab_rack.config)
     # earlier tests registered these nodes under other names (discovery): the verbs register them afresh
     for name in names:
         for node in lab_rack.api('/api/v1/nodes')['items']:
@@ -106,7 +105,10 @@ def test_create_two_machines_and_use_them_over_tls(verbs, lab_nodes, lab_rack):
         for fname in ('key.pem', 'id_ed25519'):
             assert os.stat(os.path.join(folder, fname)).st_mode & 0o077 == 0, fname
         # the env lines the playbook printed are the env file's
-        assert 'export DOCKER_HOST="tcp://%s:2376"' % node['ip_address'] in result.stdout
+        printed = deploylib.task_messages(result, 'Env lines')
+        assert 'export DOCKER_HOST="tcp://%s:2376"' % node['ip_address'] in printed, printed
+        with open(os.path.join(folder, 'env')) as handle:
+            assert all(line in printed for line in handle.read().splitlines())
 
         # a container runs on the machine, over TLS: an image loaded through the API, then docker run
         save = subprocess.Popen(['docker', 'save', DOCKER_IMAGE], stdout=subprocess.PIPE)
@@ -145,14 +147,14 @@ def test_create_two_machines_and_use_them_over_tls(verbs, lab_nodes, lab_rack):
 def test_ls_env_ssh_ip_url_config(verbs, lab_rack):
     node = verbs.node('e2e-b1')
     listing = verbs.run('ls', 'all')
-    table = '\n'.join(str(r.result.get('msg')) for r in listing.results if r.task == 'Machines')
+    table = '\n'.join(deploylib.task_messages(listing, 'Machines'))
     for machine in ('e2e-b1', 'e2e-b2'):
         assert machine in table
     assert 'tcp://%s:2376' % node['ip_address'] in table and 'deployed' in table
     assert _changed(listing) == 0
 
     out = verbs.run('ssh', 'e2e-b1', cmd='cat /etc/hostname')
-    assert 'e2e-b1' in json.dumps([r.result for r in out.results if r.task == 'Output'])
+    assert deploylib.task_messages(out, 'Output') == ['e2e-b1']
     ssh_line = verbs.run('ssh', 'e2e-b1')
     assert 'UserKnownHostsFile=%s' % os.path.join(verbs.store, 'e2e-b1', 'known_hosts') in ssh_line.stdout
     # the user's ssh_config now includes the store's: `ssh NAME` works

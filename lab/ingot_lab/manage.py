@@ -176,11 +176,11 @@ def inventory_yaml(lab, group='vbmc'):
     if not config['bmcs']:
         lines[-1] += ' {}'
     for name, entry in sorted(config['bmcs'].items(), key=lambda item: item[1]['port']):
-        lines.append('      %s: {user: %s, password: %s}' % (json.dumps(name), json.dumps(entry['user']),
-                                                           json.dumps(entry['password'])))
+        lines.append('      %s: {user: %s, password: %s}' % (
+            json.dumps(name), json.dumps(entry['user']), json.dumps(entry['password'])))
     lines += ['  children:', '    %s:' % group, '      vars:',
-             '        ansible_connection: local',
-             '        ansible_python_interpreter: "{{ ansible_playbook_python }}"', '      hosts:']
+              '        ansible_connection: local',
+              '        ansible_python_interpreter: "{{ ansible_playbook_python }}"', '      hosts:']
     if not config['bmcs']:
         lines[-1] = '      hosts: {}'
     for name, entry in sorted(config['bmcs'].items(), key=lambda item: item[1]['port']):

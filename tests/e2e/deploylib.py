@@ -335,8 +335,9 @@ class Watcher:
                 key = (node['state'], node.get('allocation_name'))
                 if self.seen.get(node['name']) != key:
                     self.seen[node['name']] = key
-                    print('%s%5.1f s  %-6s %-14s %s' % (self.prefix, time.monotonic() - self.started, node['name'],
-                                                         node['state'], node.get('allocation_name') or ''), flush=True)
+                    print('%s%5.1f s  %-6s %-14s %s' % (
+                        self.prefix, time.monotonic() - self.started, node['name'],
+                        node['state'], node.get('allocation_name') or ''), flush=True)
                 if node['state'] in ('deploying', 'releasing'):
                     self._progress(node)
 
@@ -351,6 +352,6 @@ class Watcher:
             self.last_event[node['name']] = max(e['id'] for e in events)
         for event in fresh[-1:]:
             written = (event.get('data') or {}).get('bytes_written')
-            print('%s%5.1f s  %-6s %s%s' % (self.prefix, time.monotonic() - self.started, node['name'],
-                                             event['message'], ' (%d MB written)' % (written >> 20) if written else ''),
-                  flush=True)
+            print('%s%5.1f s  %-6s %s%s' % (
+                self.prefix, time.monotonic() - self.started, node['name'],
+                event['message'], ' (%d MB written)' % (written >> 20) if written else ''), flush=True)

@@ -32,6 +32,8 @@ PYTEST_TIMEOUT ?= 900
 PYTEST_ARGS ?=
 # ansible-test sanity arguments (make sanity SANITY_ARGS='--test pylint').
 SANITY_ARGS ?=
+# The roles whose Molecule scenario `make molecule` runs (empty: every roles/*/molecule/default).
+MOLECULE_ROLES ?=
 
 # The environment of every recipe (and of the tests, the demo and the benchmarks they run).
 export PATH := $(VENV)/bin:$(subst $(VENV)/bin:,,$(PATH))
@@ -42,7 +44,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests integration e2e bench
 
-.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration e2e bench demo test clean distclean
+.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration molecule e2e bench demo test clean distclean
 
 help: ## list the targets
 	@echo "ingot.metal make targets:"
@@ -101,6 +103,9 @@ provisioner-tests: venv collection ## pytest tests/provisioner (the provisioner 
 
 integration: venv collection ## pytest tests/integration
 	@$(REPO)/hack/run-pytest tests/integration --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+molecule: venv collection ## molecule test of roles/*/molecule/default (hack/run-molecule; MOLECULE_ROLES='ssh_keys' narrows; root, Docker)
+	@$(REPO)/hack/run-molecule $(MOLECULE_ROLES)
 
 e2e: venv collection ## pytest tests/e2e (the lab rack: Docker nodes PXE-booting through their vBMCs; root, Docker)
 	@$(REPO)/hack/run-pytest tests/e2e --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)

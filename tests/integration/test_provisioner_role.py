@@ -1,12 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""roles/provisioner, converged into a systemd container: its Molecule scenario ``default``.
+"""roles/provisioner in check mode on a host it never touched, through its Molecule scenario's playbooks.
 
-With molecule on the PATH of this interpreter's environment, ``molecule test`` runs as is. Without it,
-the same scenario runs through ansible-runner: its create, prepare, converge, verify and cleanup
-playbooks, in the same order, with idempotence (a second converge changes nothing) and check mode
-(changes nothing on the converged host) read from the runs' stats.
+The scenario itself (create, prepare, converge, idempotence, check, verify, cleanup, destroy) runs with
+the real ``molecule test`` in ``make molecule`` (hack/run-molecule); this test covers what that sequence
+does not: check mode on a new host, through ansible-runner with Molecule's inventory shape.
 
 Docker comes from tests/docker/ensure-docker (installed and started by hand when missing) and is put
 back as it was by tests/docker/teardown-docker; the image from tests/images/build-image (cached by
@@ -14,7 +13,6 @@ content hash). The test is skipped only when Docker cannot run here.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ import time
 import pytest
 import yaml
 
-from ingot_testlib import REPO, ansible_env, collections_path, run_playbook
+from ingot_testlib import REPO, run_playbook
 
 pytestmark = pytest.mark.timeout(2400)
 
@@ -30,7 +28,6 @@ SCENARIO = os.path.join(REPO, 'roles', 'provisioner', 'molecule', 'default')
 ENSURE = os.path.join(REPO, 'tests', 'docker', 'ensure-docker')
 TEARDOWN = os.path.join(REPO, 'tests', 'docker', 'teardown-docker')
 BUILD_IMAGE = os.path.join(REPO, 'tests', 'images', 'build-image')
-BIN = os.path.dirname(sys.executable)
 
 
 def _say(msg):
@@ -66,35 +63,6 @@ def systemd_image(docker_engine):
     _say('%s (%.0f s)' % (r.stdout.strip(), time.monotonic() - start))
 
 
-def _molecule():
-    exe = os.path.join(BIN, 'molecule')
-    return exe if os.access(exe, os.X_OK) else None
-
-
-def _env():
-    env = dict(os.environ)
-    env.update(ansible_env())
-    env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
-    env['ANSIBLE_COLLECTIONS_PATH'] = collections_path() + os.pathsep + env.get('ANSIBLE_COLLECTIONS_PATH', '')
-    env.pop('ANSIBLE_PYTHON_INTERPRETER', None)  # the instance has its own /usr/bin/python3
-    env['ANSIBLE_NOCOLOR'] = '1'
-    env['PY_COLORS'] = '0'
-    return env
-
-
-def _run_molecule(exe):
-    start = time.monotonic()
-    log = os.path.join(REPO, '.runner', 'molecule-provisioner-default.log')
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    with open(log, 'w') as out:
-        r = subprocess.run([exe, 'test', '--scenario-name', 'default'], cwd=os.path.dirname(os.path.dirname(SCENARIO)),
-                           env=_env(), stdout=out, stderr=subprocess.STDOUT, timeout=2100, check=False)
-    with open(log) as f:
-        text = f.read()
-    _say('molecule test: rc=%d in %.0f s (log: %s)' % (r.returncode, time.monotonic() - start, log))
-    assert r.returncode == 0, 'molecule test failed:\n%s' % text[-8000:]
-
-
 class Scenario:
     """The Molecule scenario's playbooks, run through ansible-runner with Molecule's inventory shape."""
 
@@ -122,39 +90,6 @@ class Scenario:
             subprocess.run(['docker', 'rm', '-f', p['name']], capture_output=True, timeout=120, check=False)
 
 
-def _changed_tasks(result):
-    return sorted({'%s: %s' % (t.host, t.task) for t in result.results if t.status == 'changed'})
-
-
-def test_molecule_default_scenario(systemd_image, tmp_path):
-    """create, prepare, converge, idempotence, check, verify, cleanup, destroy."""
-    exe = _molecule()
-    if exe:
-        _run_molecule(exe)
-        return
-    _say('molecule is not installed next to %s: running the scenario through ansible-runner' % sys.executable)
-    scenario = Scenario(str(tmp_path))
-    start = time.monotonic()
-    try:
-        scenario.run('cleanup.yml')
-        scenario.destroy()
-        scenario.run('create.yml')
-        scenario.run('prepare.yml')
-        first = scenario.run('converge.yml')
-        assert first.count('changed') > 0
-        second = scenario.run('converge.yml')
-        assert second.count('changed') == 0, 'not idempotent: %s' % _changed_tasks(second)
-        check = scenario.run('converge.yml', check=True)
-        assert check.count('changed') == 0, 'check mode reports changes: %s' % _changed_tasks(check)
-        scenario.run('verify.yml')
-    finally:
-        try:
-            scenario.run('cleanup.yml')
-        finally:
-            scenario.destroy()
-            _say('scenario in %.0f s' % (time.monotonic() - start))
-
-
 def test_check_mode_on_a_new_host(systemd_image, tmp_path):
     """Check mode on a host the role never touched: no failure, changes announced, nothing written."""
     scenario = Scenario(str(tmp_path))
@@ -176,23 +111,3 @@ def test_check_mode_on_a_new_host(systemd_image, tmp_path):
             scenario.run('cleanup.yml')
         finally:
             scenario.destroy()
-
-
-@pytest.fixture(autouse=True)
-def _no_molecule_leftovers():
-    """Molecule keeps its state in ~/.ansible/tmp/molecule.*, and ansible-compat makes ~/.ansible/collections:
-    remove what did not exist before the test (the scenario turns Molecule's collection install off)."""
-    home = os.path.expanduser('~/.ansible')
-    tmp = os.path.join(home, 'tmp')
-    collections = os.path.join(home, 'collections')
-
-    def molecule_dirs():
-        return {d for d in (os.listdir(tmp) if os.path.isdir(tmp) else []) if d.startswith('molecule.')}
-
-    before = molecule_dirs()
-    had_collections = os.path.exists(collections)
-    yield
-    for d in molecule_dirs() - before:
-        shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
-    if not had_collections and os.path.isdir(collections) and not os.listdir(collections):
-        os.rmdir(collections)

@@ -369,7 +369,11 @@ def test_manifest_and_seed(client, admin):
     assert "PRIVATE" not in full
     env = client.get("/agent/manifest", params={"format": "env"}, headers=auth).text
     assert "image_sha256=" + "ab" * 32 in env.splitlines() and "mode=deploy" in env.splitlines()
-    assert client.get("/agent/seed/user-data", headers=auth).text == text
+    assert client.get("/agent/seed/meta-data", headers=auth).text == manifest["seed"]["meta-data"]
+    # the private host key left once (in the JSON manifest's seed): never again in this deploy
+    again = client.get("/agent/seed/user-data", headers=auth)
+    assert again.status_code == 409 and again.json()["code"] == "host_key_handed_out", again.text
+    assert client.get("/agent/manifest", headers=auth).json()["code"] == "host_key_handed_out"
 
 
 def test_host_key_pair_matches():
@@ -581,7 +585,7 @@ def test_deploy_timeout_thread(tmp_path, admin):
     settings = make_settings(tmp_path, deploy_timeout=0.6, timeout_check_interval=0.1)
     db = Database(settings.database_url)
     db.migrate()
-    with TestClient(create_app(settings, db), raise_server_exceptions=False) as c:
+    with TestClient(create_app(settings, db), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as c:
         deploy_node(c, admin)
         token = token_of(c)
         deadline = time.monotonic() + 10

@@ -261,6 +261,10 @@ class FakeProvisioner:
             return 201, dict(body)
         if len(parts) == 2 and parts[0] == 'images':
             name = unquote(parts[1])
+            if method == 'PUT':
+                created = name not in self.images
+                self.images[name] = dict(body)
+                return (201 if created else 200), dict(body)
             if name not in self.images:
                 raise self._error(404, 'not_found', 'image %s is not in the catalog' % name)
             if method == 'GET':

@@ -31,8 +31,23 @@ log = logging.getLogger("ingot_provisioner.api")
 AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent", "agent.sh")
 _bearer = HTTPBearer(auto_error=False, description="admin token")
 _agent_bearer = HTTPBearer(auto_error=False, scheme_name="deployToken", description="one-time deploy token")
-ERRORS = {400: {"model": schemas.ErrorOut}, 401: {"model": schemas.ErrorOut}, 404: {"model": schemas.ErrorOut},
-          409: {"model": schemas.ErrorOut}, 422: {"model": schemas.ErrorOut}}
+_ERROR_TEXT = {400: "malformed JSON body", 401: "missing or wrong token", 403: "refused (see the trust boundary)",
+               404: "no such node, image, file or endpoint", 409: "conflict with the registry's state",
+               413: "body larger than max_body_bytes", 422: "invalid request (detail names each field)",
+               429: "too many requests (Retry-After)"}
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI responses of these error statuses: JSON {"detail", "code"}, like every error of the service."""
+    return {code: {"model": schemas.ErrorOut, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+def text(media_type: str, description: str, fmt: Optional[str] = None) -> dict:
+    schema = {"type": "string"} if fmt is None else {"type": "string", "format": fmt}
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
+ERRORS = errors(400, 401, 404, 409, 413, 422)
 BULK_MAX_BODY = 32 * 1024 * 1024
 NodeId = Annotated[str, Path(max_length=63, description="node id (uuid) or name")]
 
@@ -351,15 +366,16 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     # boot and discovery ----------------------------------------------------------------------------
     boot = APIRouter(tags=["boot"], dependencies=[Depends(provisioning_network)])
 
-    @boot.get("/boot/ipxe", response_class=PlainTextResponse,
-              responses={200: {"content": {"text/plain": {}}, "description": "an iPXE script"}})
+    @boot.get("/boot/ipxe", response_class=Response,
+              responses={200: text("text/plain", "an iPXE script"), **errors(403, 409, 422)})
     def ipxe(mac: Annotated[schemas.Mac, Query(max_length=17, description="the booting NIC's MAC")],
              request: Request):
         return PlainTextResponse(registry.ipxe_script(ctx.db, ctx.renderer, ctx.settings, mac, peer(request)),
                                  headers={"Cache-Control": "no-store"})
 
     @boot.post("/discovery", status_code=201, response_model=schemas.DiscoveryOut,
-               responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"}})
+               responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"},
+                          **errors(400, 403, 409, 413, 422, 429)})
     def discovery(body: schemas.Discovery, request: Request):
         ctx.discovery_limit.hit(peer(request) or "(unknown)", what(request))
         with ctx.db.write() as s:
@@ -368,7 +384,8 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             log.info("discovery: node %s (%s)", out["name"], ", ".join(body.macs))
         return JSONResponse(out, status_code=status)
 
-    @boot.get("/images/{path:path}", include_in_schema=True, response_class=FileResponse)
+    @boot.get("/images/{path:path}", response_class=Response,
+              responses={200: text("application/octet-stream", "an image file", "binary"), **errors(403, 404, 422)})
     def image_file(path: Annotated[str, Path(max_length=1024)]):
         root = os.path.realpath(ctx.settings.image_dir)
         full = os.path.realpath(os.path.join(root, path))
@@ -376,7 +393,9 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             raise NotFound(f"no image file '{path}' in the image store")
         return BigFileResponse(full, media_type="application/octet-stream")
 
-    @boot.get("/ramdisk/{path:path}", response_class=FileResponse)
+    @boot.get("/ramdisk/{path:path}", response_class=Response,
+              responses={200: text("application/octet-stream", "a file of the deploy ramdisk", "binary"),
+                         **errors(403, 404, 422)})
     def ramdisk_file(path: Annotated[str, Path(max_length=1024)]):
         root = os.path.realpath(ctx.settings.ramdisk_dir)
         full = os.path.realpath(os.path.join(root, path))
@@ -387,11 +406,15 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     # deploy agent ------------------------------------------------------------------------------------
     agent = APIRouter(prefix="/agent", tags=["agent"], dependencies=[Depends(provisioning_network)])
 
-    @agent.get("/agent.sh", response_class=PlainTextResponse)
+    @agent.get("/agent.sh", response_class=Response,
+               responses={200: text("text/x-shellscript", "the deploy agent (POSIX sh)"), **errors(403)})
     def agent_script():
         return FileResponse(AGENT_SCRIPT, media_type="text/x-shellscript")
 
-    @agent.get("/manifest", response_model=schemas.Manifest, responses=ERRORS)
+    @agent.get("/manifest", response_model=schemas.Manifest,
+               responses={200: {"description": "the manifest: JSON, or key=value lines with format=env",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **errors(401, 403, 409, 422)})
     def manifest(token: Annotated[Optional[str], Depends(agent_token)],
                  format: Annotated[str, Query(pattern="^(json|env)$")] = "json"):  # noqa: A002
         with ctx.db.write() as s:
@@ -401,7 +424,8 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             return PlainTextResponse(_env_manifest(out))
         return JSONResponse(out)
 
-    @agent.get("/seed/{name}", response_class=PlainTextResponse, responses=ERRORS)
+    @agent.get("/seed/{name}", response_class=Response,
+               responses={200: text("text/plain", "a NoCloud seed file"), **errors(401, 403, 404, 409, 422)})
     def seed(name: Annotated[str, Path(pattern="^(meta-data|user-data)$")],
              token: Annotated[Optional[str], Depends(agent_token)]):
         with ctx.db.write() as s:
@@ -410,7 +434,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                 raise NotFound(f"node '{node.name}' is {node.state}: no seed in {row.mode} mode")
             return PlainTextResponse(registry.seed_files(s, node, ctx.renderer, ctx.settings, name)[name])
 
-    @agent.post("/report", response_model=schemas.ReportOut, responses=ERRORS)
+    @agent.post("/report", response_model=schemas.ReportOut, responses=errors(400, 401, 403, 409, 413, 422))
     def report(body: schemas.AgentReport, request: Request, token: Annotated[Optional[str], Depends(agent_token)]):
         with ctx.db.write() as s:
             node, row = registry.token_node(s, token, ctx.db)

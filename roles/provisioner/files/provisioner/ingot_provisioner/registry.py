@@ -50,6 +50,9 @@ def node_dict(node: Node) -> dict:
         "last_error": node.last_error, "deadline": iso(node.deadline),
         "created_at": iso(node.created_at), "updated_at": iso(node.updated_at),
         "state_changed_at": iso(node.state_changed_at),
+        # what the current deploy was given (single-node answers only: lists leave them out)
+        "ssh_keys": list(node.ssh_authorized_keys or []),
+        "user_data_sha256": hashlib.sha256(node.user_data.encode("utf-8")).hexdigest() if node.user_data else None,
     }
 
 

@@ -269,6 +269,9 @@ class NodeOut(BaseModel):
     created_at: str
     updated_at: str
     state_changed_at: str
+    ssh_keys: Optional[list[str]] = Field(None, description="SSH keys of the current deploy (not in lists)")
+    user_data_sha256: Optional[str] = Field(None, description="SHA-256 of the current deploy's user_data "
+                                                              "(not in lists)")
 
 
 class NodeList(BaseModel):

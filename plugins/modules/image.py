@@ -16,8 +16,8 @@ description:
     removes it. Deploys name the image (M(ingot.metal.deployment)); the deploy agent fetches it from the URL and
     checks its sha256 while it streams.
   - Reads the catalog first; a second run reports no change. An entry that differs is replaced in one update
-    (C(PUT /api/v1/images/NAME)): a refused replacement keeps the old entry. The provisioner refuses to replace or
-    remove an image while a node is deploying it, naming those nodes.
+    (C(PUT /api/v1/images/NAME)), so a refused replacement keeps the old entry. The provisioner refuses to replace
+    or remove an image while a node is deploying it, naming those nodes.
   - Builds nothing; the C(os_image) role builds images and registers them with this module.
 author:
   - ingot.metal contributors (@ingot-metal)

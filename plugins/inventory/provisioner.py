@@ -181,6 +181,7 @@ except ImportError:  # pragma: no cover - ansible-core always brings Jinja2
 
 from ansible_collections.ingot.metal.plugins.module_utils.provisioner import ProvisionerClient, ProvisionerError
 
+
 class InventoryFailed(SystemExit):
     """Ends the run with the message (exit code 1). Ansible catches every Exception of an inventory plugin and
     only warns, then runs with no hosts: a provisioner that answers an error must not look like an empty rack."""

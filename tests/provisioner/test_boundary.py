@@ -41,8 +41,8 @@ def test_unauthenticated_routes_answer_only_the_provisioning_networks(client, ad
                                  ("POST", "/discovery", {"json": {"macs": ["02:00:00:00:00:77"]}}),
                                  ("GET", "/agent/agent.sh", {}), ("GET", "/agent/manifest", {"headers": auth}),
                                  ("GET", "/agent/seed/user-data", {"headers": auth}),
-                                 ("POST", "/agent/report", {"headers": auth, "json": {"status": "succeeded",
-                                                                                     "ip_address": "6.6.6.6"}}),
+                                 ("POST", "/agent/report",
+                                  {"headers": auth, "json": {"status": "succeeded", "ip_address": "6.6.6.6"}}),
                                  ("GET", "/images/deb12.tar", {}), ("GET", "/ramdisk/vmlinuz", {})):
         resp = client.request(method, path, **kwargs)
         assert resp.status_code == 403, (path, resp.text)

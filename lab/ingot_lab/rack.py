@@ -250,6 +250,7 @@ def _provisioner(lab, record, token, deploy_timeout):
             'provisioner_dhcp_range_start': '%s.100' % NET,
             'provisioner_dhcp_range_end': '%s.199' % NET,
             'provisioner_dhcp_lease_time': '10m',
+            'provisioner_provisioning_networks': ['%s.0/24' % NET],
             'provisioner_deploy_timeout': deploy_timeout,
             'provisioner_pip_environment': {'PIP_CERT': '/etc/ssl/certs/ca-certificates.crt'},
         },

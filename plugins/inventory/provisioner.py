@@ -59,6 +59,16 @@ options:
       - Include nodes in maintenance.
     type: bool
     default: true
+  on_error:
+    description:
+      - What happens when the provisioner cannot list its nodes (it answers an error, such as a 500 or a 401, or
+        does not answer).
+      - V(fail) ends the run with the error (exit code 1). Ansible itself only warns about an inventory source
+        that fails and goes on with an empty inventory, which would look like an empty rack.
+      - V(warn) leaves it to Ansible (a warning, unless C(inventory_any_unparsed_is_failed) is set).
+    type: str
+    choices: [fail, warn]
+    default: fail
   page_size:
     description:
       - Nodes per request. The pages after the first are fetched concurrently. One large page is faster than
@@ -170,6 +180,12 @@ except ImportError:  # pragma: no cover - ansible-core always brings Jinja2
     jinja2 = None
 
 from ansible_collections.ingot.metal.plugins.module_utils.provisioner import ProvisionerClient, ProvisionerError
+
+
+class InventoryFailed(SystemExit):
+    """Ends the run with the message (exit code 1). Ansible catches every Exception of an inventory plugin and
+    only warns, then runs with no hosts: a provisioner that answers an error must not look like an empty rack."""
+
 
 # Cache plugins that give back exactly the plain JSON data they were given (no tags).
 PLAIN_JSON_CACHES = ('jsonfile', 'ansible.builtin.jsonfile', 'memory', 'ansible.builtin.memory')
@@ -408,7 +424,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                       page_size=self.get_option('page_size'),
                                       concurrency=self.get_option('page_concurrency'))
         except ProvisionerError as e:
-            raise AnsibleParserError('ingot.metal.provisioner inventory: %s' % e.message)
+            message = 'ingot.metal.provisioner inventory: %s' % e.message
+            if self.get_option('on_error') == 'warn':
+                raise AnsibleParserError(message)
+            raise InventoryFailed(message)
         states, pools, owners = set(f['states']), set(f['pools']), set(f['owners'])
         kept = []
         for node in nodes:

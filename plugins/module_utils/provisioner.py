@@ -446,6 +446,11 @@ class ProvisionerClient:
         return self.request('POST', '/api/v1/images', body=body, what='registering image %s' % body.get('name'),
                             idempotent=False)
 
+    def put_image(self, body):
+        """Create or replace image ``body['name']`` in one request (the old entry stays if it is refused)."""
+        return self.request('PUT', '/api/v1/images/%s' % _q(body['name']), body=body,
+                            what='registering image %s' % body['name'])
+
     def delete_image(self, name):
         return self.request('DELETE', '/api/v1/images/%s' % _q(name), what='deleting image %s' % name)
 

@@ -102,8 +102,10 @@ options:
     type: float
     default: 2
 notes:
-  - SSH keys and user-data are not kept in the node record, so they are not compared on a deployed node; to change
-    them, release the node and deploy it again.
+  - On a node already V(deployed) with the image, O(ssh_keys) (when given), O(user_data) (when given, by its
+    SHA-256) and O(hostname) are compared with what its deploy was given; when they differ the task reports no
+    change and warns, naming those options, since a deployed node is not deployed again in place. To apply them,
+    release the node and deploy it again.
 seealso:
   - module: ingot.metal.allocation
   - module: ingot.metal.image
@@ -187,6 +189,7 @@ error_kind:
   sample: failed
 '''
 
+import hashlib
 import json
 
 from ansible.module_utils.basic import AnsibleModule
@@ -252,6 +255,27 @@ def user_data_text(value):
                            hint='give a #cloud-config document or a dict of cloud-config keys')
 
 
+def _not_applied(client, node, params):
+    """Warnings naming the options a deployed node was deployed with otherwise (they are not applied to it)."""
+    if 'ssh_keys' not in node:   # a list answer: the node's own record says what the deploy was given
+        node = client.get_node(_ident(node))
+    differ = []
+    if params['ssh_keys'] and 'ssh_keys' in node \
+            and [k.strip() for k in params['ssh_keys']] != [k.strip() for k in node.get('ssh_keys') or []]:
+        differ.append('ssh_keys')
+    user_data = user_data_text(params.get('user_data'))
+    if user_data is not None and 'user_data_sha256' in node \
+            and hashlib.sha256(user_data.encode('utf-8')).hexdigest() != node.get('user_data_sha256'):
+        differ.append('user_data')
+    if params.get('hostname') and node.get('hostname') and params['hostname'].lower() != node['hostname']:
+        differ.append('hostname')
+    if not differ:
+        return []
+    return ['node %s is already deployed with image %s and other %s than this task gives; they are NOT applied to '
+            'a deployed node. To apply them, release the node (ingot.metal.allocation state=released) and '
+            'deploy again.' % (node.get('name'), node.get('image'), ', '.join(differ))]
+
+
 def _latest_event_id(client, node):
     events = client.node_events(_ident(node))
     ids = [e.get('id') for e in events if isinstance(e.get('id'), int)]
@@ -308,7 +332,8 @@ def ensure_deployed(client, params, check_mode):
                                    % (before.get('name'), before.get('image'), image), ILLEGAL_TRANSITION,
                                    hint='a deployed node is not deployed again in place; release it '
                                         '(ingot.metal.allocation state=released) and allocate and deploy again')
-        return {'changed': False, 'node': before, 'diff': {'before': {}, 'after': {}}}
+        return {'changed': False, 'node': before, 'diff': {'before': {}, 'after': {}},
+                'warnings': _not_applied(client, before, params)}
     if state == 'deploying' and before.get('image') not in (None, image):
         raise ProvisionerError('node %s is already being deployed with image %s, not %s'
                                % (before.get('name'), before.get('image'), image), ILLEGAL_TRANSITION,

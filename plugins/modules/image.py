@@ -15,8 +15,9 @@ description:
   - Makes an image entry of the provisioner's catalog (name, URL, sha256, format, size) look as described, or
     removes it. Deploys name the image (M(ingot.metal.deployment)); the deploy agent fetches it from the URL and
     checks its sha256 while it streams.
-  - Reads the catalog first; a second run reports no change. The catalog has no in-place update, so an entry that
-    differs is replaced (removed and added again).
+  - Reads the catalog first; a second run reports no change. An entry that differs is replaced in one update
+    (C(PUT /api/v1/images/NAME)), so a refused replacement keeps the old entry. The provisioner refuses to replace
+    or remove an image while a node is deploying it, naming those nodes.
   - Builds nothing; the C(os_image) role builds images and registers them with this module.
 author:
   - ingot.metal contributors (@ingot-metal)
@@ -163,15 +164,7 @@ def ensure_image(client, params, check_mode):
         return {'changed': False, 'image': current, 'replaced': False, 'diff': {'before': {}, 'after': {}}}
     image = desired
     if not check_mode:
-        if current is not None:
-            client.delete_image(params['name'])
-        try:
-            image = client.create_image(desired)
-        except ProvisionerError as e:
-            if current is not None:
-                e.add_note('; the previous entry of image %s was removed' % params['name'])
-                e.partial = {'changed': True, 'image': None}
-            raise
+        image = client.put_image(desired) if current is not None else client.create_image(desired)
     keys = FIELDS if current is None else ('name',) + tuple(differs(current, desired))
     return {'changed': True, 'image': image, 'replaced': current is not None,
             'diff': diff_of(current, image, keys) if current is not None

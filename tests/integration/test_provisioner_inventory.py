@@ -145,6 +145,17 @@ def test_registry_values_are_never_templated(service, tmp_path):
     assert 'uid=' not in result.stdout
 
 
+def test_an_error_answer_ends_the_run_instead_of_an_empty_rack(service, tmp_path):
+    path = source(tmp_path, service, provisioner_retries=0)
+    env = dict(os.environ, **ansible_env({'INGOT_PROVISIONER_TOKEN': 'a-wrong-token-0123456789'}))
+    for args in (['--list'], ['--graph']):
+        proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', path] + args, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 1, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert 'ingot.metal.provisioner inventory: ' in proc.stderr and '401' in proc.stderr, proc.stderr[-3000:]
+        assert 'a-wrong-token' not in proc.stderr + proc.stdout and not proc.stdout.strip()
+
+
 def test_cached_inventory_is_served_without_the_service(tmp_path):
     with Service(str(tmp_path / 'svc')) as svc:
         svc.register('cached-01', '02:00:0a:fb:06:01', pool='rack5')

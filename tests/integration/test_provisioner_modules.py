@@ -206,6 +206,13 @@ def test_deploy_and_follow_it_then_release_with_wipe(service):
     # The seed the agent got carries the keys and the user-data
     assert KEY in agent.manifest['seed']['user-data'] and 'curl' in agent.manifest['seed']['user-data']
     assert ok(run(service, deploy)).count('changed') == 0
+    # other keys and user-data for the deployed node: no change, and a warning naming both options
+    other = {'name': 'deploy', 'ingot.metal.deployment': dict(
+        deploy['ingot.metal.deployment'], ssh_keys=[KEY + 'x'], user_data={'packages': ['git']})}
+    res = ok(run(service, other)).one('deploy')
+    assert res.status == 'ok', res.result
+    warning = ' '.join(res.result.get('warnings') or [])
+    assert 'ssh_keys, user_data' in warning and 'NOT applied' in warning and 'dep-01' in warning, res.result
 
     info = ok(run(service, {'name': 'info', 'ingot.metal.node_info': {'owner': 'ci', 'allocation_name': 'web1'}}))
     assert info.one('info').result['nodes'][0]['state'] == 'deployed'

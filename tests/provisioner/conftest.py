@@ -55,7 +55,8 @@ def _session_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app")
     first = make_settings(tmp)
     application = create_app(first, Database(first.database_url), start_reaper=False)
-    with TestClient(application, raise_server_exceptions=False) as c:
+    # the in-process client comes from loopback, a provisioning network of the default settings
+    with TestClient(application, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as c:
         yield application, c
 
 

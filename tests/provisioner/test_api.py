@@ -369,7 +369,11 @@ def test_manifest_and_seed(client, admin):
     assert "PRIVATE" not in full
     env = client.get("/agent/manifest", params={"format": "env"}, headers=auth).text
     assert "image_sha256=" + "ab" * 32 in env.splitlines() and "mode=deploy" in env.splitlines()
-    assert client.get("/agent/seed/user-data", headers=auth).text == text
+    assert client.get("/agent/seed/meta-data", headers=auth).text == manifest["seed"]["meta-data"]
+    # the private host key left once (in the JSON manifest's seed): never again in this deploy
+    again = client.get("/agent/seed/user-data", headers=auth)
+    assert again.status_code == 409 and again.json()["code"] == "host_key_handed_out", again.text
+    assert client.get("/agent/manifest", headers=auth).json()["code"] == "host_key_handed_out"
 
 
 def test_host_key_pair_matches():
@@ -550,6 +554,8 @@ def test_bulk_registration(client, admin):
     assert listing["total"] == 2000 and listing["items"][7]["macs"] == ["02:00:01:00:00:07"]
     assert listing["items"][7]["tags"] == ["x", "y"] and listing["items"][7]["bmc"]["port"] == 7007
     one = client.get("/api/v1/nodes/b00007", headers=admin).json()
+    # a single node's answer also says what its deploy was given (lists leave that out)
+    assert one.pop("ssh_keys") == [] and one.pop("user_data_sha256") is None
     assert dict(one.items()) == listing["items"][7]
     again = client.post("/api/v1/nodes/bulk", json={"nodes": nodes[:2] + [node_body(name="zz")]}, headers=admin)
     assert again.status_code == 409 and "b00000" in again.json()["detail"]
@@ -581,7 +587,7 @@ def test_deploy_timeout_thread(tmp_path, admin):
     settings = make_settings(tmp_path, deploy_timeout=0.6, timeout_check_interval=0.1)
     db = Database(settings.database_url)
     db.migrate()
-    with TestClient(create_app(settings, db), raise_server_exceptions=False) as c:
+    with TestClient(create_app(settings, db), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as c:
         deploy_node(c, admin)
         token = token_of(c)
         deadline = time.monotonic() + 10

@@ -116,7 +116,7 @@ def test_registry_api_on_both_backends(backend, request, tmp_path):
         db.migrate()
     app = create_app(settings, db, start_reaper=False)
     h = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as c:
         assert c.post("/api/v1/nodes", json={"name": "n1", "macs": ["02:00:00:00:00:01"], "tags": ["a", "b"]},
                       headers=h).status_code == 201
         assert c.post("/api/v1/allocations", json={"owner": "o", "name": "x", "tags": ["a", "c"]},

@@ -297,7 +297,7 @@ def test_cache_per_url_and_filters(fake, make_plugin, tmp_path):
 def test_the_cache_key_never_holds_the_token(fake, make_plugin):
     plugin, inventory, parse = make_plugin({'provisioner_token': TOKEN})
     parse()
-    other, dummy, parse_other = make_plugin({'provisioner_token': 'another-token-x'})
+    other, dummy, parse_other = make_plugin({'provisioner_token': 'another-token-x', 'on_error': 'warn'})
     with pytest.raises(AnsibleParserError) as e:
         parse_other()
     assert 'another-token-x' not in str(e.value)
@@ -341,11 +341,22 @@ def test_live_power_is_bounded_by_the_deadline(fake, make_plugin, lab, monkeypat
 # ---------------------------------------------------------------- errors
 def test_an_unreachable_service_is_a_clear_parser_error(fake, make_plugin):
     fake.faults = ['refused'] * 10
-    plugin, inventory, parse = make_plugin({'provisioner_retries': 1})
+    plugin, inventory, parse = make_plugin({'provisioner_retries': 1, 'on_error': 'warn'})
     with pytest.raises(AnsibleParserError) as e:
         parse()
     assert str(e.value).startswith('ingot.metal.provisioner inventory: the provisioner at '
                                    'http://provisioner.test:8080 refused the connection while listing nodes')
+
+
+@pytest.mark.parametrize('fault', ['refused', 500])
+def test_a_service_that_cannot_list_ends_the_run(fake, make_plugin, fault):
+    fake.faults = [fault] * 10
+    plugin, inventory, parse = make_plugin({'provisioner_retries': 1})
+    with pytest.raises(SystemExit) as e:   # never an empty inventory that Ansible only warns about
+        parse()
+    assert str(e.value.code).startswith('ingot.metal.provisioner inventory: the provisioner at '
+                                        'http://provisioner.test:8080 ')
+    assert 'listing nodes' in str(e.value.code) and not inventory.hosts
 
 
 def test_no_url_is_a_clear_parser_error(fake, make_plugin, monkeypatch):

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import hashlib
 import io
 import json
 import socket
@@ -249,6 +250,11 @@ class FakeProvisioner:
                 node['image'] = body['image']
                 node['last_error'] = None
                 node['ssh_host_keys'] = {'ed25519': 'ssh-ed25519 AAAAfake%s' % node['name']}
+                # what the deploy was given, as the service's single-node answers carry it
+                node['ssh_keys'] = list(body.get('ssh_keys') or [])
+                node['user_data_sha256'] = (hashlib.sha256(body['user_data'].encode('utf-8')).hexdigest()
+                                            if body.get('user_data') else None)
+                node['hostname'] = body.get('hostname') or node.get('allocation_name') or node['name']
                 return 200, copy.deepcopy(node)
         if parts == ['images'] and method == 'GET':
             return 200, {'items': [copy.deepcopy(i) for i in sorted(self.images.values(), key=lambda i: i['name'])]}
@@ -261,6 +267,10 @@ class FakeProvisioner:
             return 201, dict(body)
         if len(parts) == 2 and parts[0] == 'images':
             name = unquote(parts[1])
+            if method == 'PUT':
+                created = name not in self.images
+                self.images[name] = dict(body)
+                return (201 if created else 200), dict(body)
             if name not in self.images:
                 raise self._error(404, 'not_found', 'image %s is not in the catalog' % name)
             if method == 'GET':

@@ -167,3 +167,19 @@ def test_user_data_string_is_sent_as_is(fake, run):
     run(dict(node='r3-n01', image='debian-12', user_data='#cloud-config\nruncmd: [true]\n', wait=False))
     body = [b for m, p, q, b in fake.requests if p.endswith('/deploy')][0]
     assert body['user_data'] == '#cloud-config\nruncmd: [true]\n'
+
+
+def test_other_keys_or_user_data_for_a_deployed_node_are_named_in_a_warning(fake, run):
+    args = dict(node='r3-n01', image='debian-12', ssh_keys=[KEY], user_data='#cloud-config\nruncmd: [true]\n',
+                wait=False)
+    run(args)
+    fake.node('r3-n01')['state'] = 'deployed'
+    same = run(args)
+    assert not same['changed'] and same['warnings'] == []
+    for changed, named in ((dict(ssh_keys=[KEY + '2']), 'ssh_keys'), (dict(user_data={'runcmd': ['false']}), 'user_data'),
+                           (dict(hostname='other'), 'hostname')):
+        res = run(dict(args, **changed))
+        assert not res['changed'] and not res.get('failed'), res
+        assert len(res['warnings']) == 1 and ('other %s than' % named) in res['warnings'][0], res['warnings']
+        assert 'r3-n01' in res['warnings'][0] and 'release the node' in res['warnings'][0]
+    assert [m for m, p in fake.writes()] == ['POST']   # the one deploy; nothing was redeployed

@@ -51,7 +51,7 @@ def test_a_different_entry_is_replaced_with_a_diff(fake, run):
     assert fake.images['debian-12']['sha256'] == new_sha
     assert res['diff'] == {'before': {'name': 'debian-12', 'sha256': SHA},
                            'after': {'name': 'debian-12', 'sha256': new_sha}}
-    assert [m for m, p in fake.writes()] == ['DELETE', 'POST']
+    assert [m for m, p in fake.writes()] == ['PUT']   # one atomic update, never delete + add
 
 
 def test_size_is_compared_only_when_given(fake, run):

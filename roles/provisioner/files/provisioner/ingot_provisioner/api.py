@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, registry, schemas
+from . import __version__, boundary, registry, schemas
 from .bootart import Renderer
 from .config import Settings
 from .db import Database
@@ -31,8 +31,23 @@ log = logging.getLogger("ingot_provisioner.api")
 AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent", "agent.sh")
 _bearer = HTTPBearer(auto_error=False, description="admin token")
 _agent_bearer = HTTPBearer(auto_error=False, scheme_name="deployToken", description="one-time deploy token")
-ERRORS = {400: {"model": schemas.ErrorOut}, 401: {"model": schemas.ErrorOut}, 404: {"model": schemas.ErrorOut},
-          409: {"model": schemas.ErrorOut}, 422: {"model": schemas.ErrorOut}}
+_ERROR_TEXT = {400: "malformed JSON body", 401: "missing or wrong token", 403: "refused (see the trust boundary)",
+               404: "no such node, image, file or endpoint", 409: "conflict with the registry's state",
+               413: "body larger than max_body_bytes", 422: "invalid request (detail names each field)",
+               429: "too many requests (Retry-After)"}
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI responses of these error statuses: JSON {"detail", "code"}, like every error of the service."""
+    return {code: {"model": schemas.ErrorOut, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+def text(media_type: str, description: str, fmt: Optional[str] = None) -> dict:
+    schema = {"type": "string"} if fmt is None else {"type": "string", "format": fmt}
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
+ERRORS = errors(400, 401, 404, 409, 413, 422)
 BULK_MAX_BODY = 32 * 1024 * 1024
 NodeId = Annotated[str, Path(max_length=63, description="node id (uuid) or name")]
 
@@ -62,10 +77,28 @@ def _fmt_validation(errors) -> tuple[int, str, str]:
 
 
 class BodyLimit:
-    """Refuse request bodies larger than ``max_bytes`` with 413 (before any handler reads them)."""
+    """Refuse request bodies larger than ``max_bytes`` with 413 before any handler reads them.
+
+    The refused body is read and thrown away (up to ``DRAIN_MAX`` bytes) before the answer: a server that
+    answers and closes while the client still sends resets the connection, and clients such as Python's
+    urllib then see a reset instead of the 413."""
+
+    DRAIN_MAX = 64 * 1024 * 1024
 
     def __init__(self, app, max_bytes: int, per_path: Optional[dict] = None):
         self.app, self.default, self.per_path = app, max_bytes, per_path or {}
+
+    async def _refuse(self, limit, scope, receive, send, more):
+        drained = 0
+        while more and drained <= self.DRAIN_MAX:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away: nobody to answer
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        headers = {"Connection": "close"}
+        return await _error(413, "payload_too_large", f"request body larger than {limit} bytes",
+                            headers)(scope, receive, send)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -78,8 +111,7 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    return await _error(413, "payload_too_large",
-                                        f"request body larger than {limit} bytes")(scope, receive, send)
+                    return await self._refuse(limit, scope, receive, send, True)
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -89,8 +121,7 @@ class BodyLimit:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > limit:
-                return await _error(413, "payload_too_large",
-                                    f"request body larger than {limit} bytes")(scope, receive, send)
+                return await self._refuse(limit, scope, receive, send, more)
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         return await self.app(scope, _replay([body], receive), send)
 
@@ -114,6 +145,8 @@ class Context:
         self.settings, self.db = settings, db
         self.renderer = Renderer(settings.template_dir)
         self.admin_token = settings.admin_token_value().encode()
+        self.networks = settings.networks
+        self.discovery_limit = boundary.RateLimit(settings.discovery_rate_limit)
         register_secret(settings.admin_token_value())
 
 
@@ -199,6 +232,13 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
 
     def what(request: Request) -> str:
         return f"{request.method} {request.url.path}"
+
+    def peer(request: Request) -> Optional[str]:
+        return request.client.host if request.client else None
+
+    def provisioning_network(request: Request):
+        """The boot, discovery, image, ramdisk and agent routes answer only the provisioning networks."""
+        boundary.check_network(peer(request), ctx.networks, what(request))
 
     # admin API -----------------------------------------------------------------------------------
     public = APIRouter(prefix="/api/v1")
@@ -310,31 +350,42 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
         with ctx.db.read() as s:
             return JSONResponse(registry.image_dict(registry.get_image(s, name)))
 
+    @admin.put("/images/{name}", response_model=schemas.ImageOut, tags=["images"],
+               responses={201: {"model": schemas.ImageOut, "description": "created"}})
+    def put_image(name: Annotated[str, Path(max_length=128)], body: schemas.ImageCreate):
+        with ctx.db.write() as s:
+            image, status = registry.put_image(s, name, body)
+            return JSONResponse(registry.image_dict(image), status_code=status)
+
     @admin.delete("/images/{name}", status_code=204, tags=["images"])
     def delete_image(name: Annotated[str, Path(max_length=128)]):
         with ctx.db.write() as s:
-            s.delete(registry.get_image(s, name))
+            registry.delete_image(s, name)
         return Response(status_code=204)
 
     # boot and discovery ----------------------------------------------------------------------------
-    boot = APIRouter(tags=["boot"])
+    boot = APIRouter(tags=["boot"], dependencies=[Depends(provisioning_network)])
 
-    @boot.get("/boot/ipxe", response_class=PlainTextResponse,
-              responses={200: {"content": {"text/plain": {}}, "description": "an iPXE script"}})
-    def ipxe(mac: Annotated[schemas.Mac, Query(max_length=17, description="the booting NIC's MAC")]):
-        return PlainTextResponse(registry.ipxe_script(ctx.db, ctx.renderer, ctx.settings, mac),
+    @boot.get("/boot/ipxe", response_class=Response,
+              responses={200: text("text/plain", "an iPXE script"), **errors(403, 409, 422)})
+    def ipxe(mac: Annotated[schemas.Mac, Query(max_length=17, description="the booting NIC's MAC")],
+             request: Request):
+        return PlainTextResponse(registry.ipxe_script(ctx.db, ctx.renderer, ctx.settings, mac, peer(request)),
                                  headers={"Cache-Control": "no-store"})
 
     @boot.post("/discovery", status_code=201, response_model=schemas.DiscoveryOut,
-               responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"}})
-    def discovery(body: schemas.Discovery):
+               responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"},
+                          **errors(400, 403, 409, 413, 422, 429)})
+    def discovery(body: schemas.Discovery, request: Request):
+        ctx.discovery_limit.hit(peer(request) or "(unknown)", what(request))
         with ctx.db.write() as s:
-            out, status = registry.discovery(s, body)
+            out, status = registry.discovery(s, body, ctx.settings)
         if status == 201:
             log.info("discovery: node %s (%s)", out["name"], ", ".join(body.macs))
         return JSONResponse(out, status_code=status)
 
-    @boot.get("/images/{path:path}", include_in_schema=True, response_class=FileResponse)
+    @boot.get("/images/{path:path}", response_class=Response,
+              responses={200: text("application/octet-stream", "an image file", "binary"), **errors(403, 404, 422)})
     def image_file(path: Annotated[str, Path(max_length=1024)]):
         root = os.path.realpath(ctx.settings.image_dir)
         full = os.path.realpath(os.path.join(root, path))
@@ -342,7 +393,9 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             raise NotFound(f"no image file '{path}' in the image store")
         return BigFileResponse(full, media_type="application/octet-stream")
 
-    @boot.get("/ramdisk/{path:path}", response_class=FileResponse)
+    @boot.get("/ramdisk/{path:path}", response_class=Response,
+              responses={200: text("application/octet-stream", "a file of the deploy ramdisk", "binary"),
+                         **errors(403, 404, 422)})
     def ramdisk_file(path: Annotated[str, Path(max_length=1024)]):
         root = os.path.realpath(ctx.settings.ramdisk_dir)
         full = os.path.realpath(os.path.join(root, path))
@@ -351,37 +404,41 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
         return BigFileResponse(full, media_type="application/octet-stream")
 
     # deploy agent ------------------------------------------------------------------------------------
-    agent = APIRouter(prefix="/agent", tags=["agent"])
+    agent = APIRouter(prefix="/agent", tags=["agent"], dependencies=[Depends(provisioning_network)])
 
-    @agent.get("/agent.sh", response_class=PlainTextResponse)
+    @agent.get("/agent.sh", response_class=Response,
+               responses={200: text("text/x-shellscript", "the deploy agent (POSIX sh)"), **errors(403)})
     def agent_script():
         return FileResponse(AGENT_SCRIPT, media_type="text/x-shellscript")
 
-    @agent.get("/manifest", response_model=schemas.Manifest, responses=ERRORS)
+    @agent.get("/manifest", response_model=schemas.Manifest,
+               responses={200: {"description": "the manifest: JSON, or key=value lines with format=env",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **errors(401, 403, 409, 422)})
     def manifest(token: Annotated[Optional[str], Depends(agent_token)],
                  format: Annotated[str, Query(pattern="^(json|env)$")] = "json"):  # noqa: A002
         with ctx.db.write() as s:
             node, row = registry.token_node(s, token, ctx.db)
-            out = registry.manifest(s, node, row, ctx.renderer, ctx.settings)
+            out = registry.manifest(s, node, row, ctx.renderer, ctx.settings, with_seed=format == "json")
         if format == "env":
             return PlainTextResponse(_env_manifest(out))
         return JSONResponse(out)
 
-    @agent.get("/seed/{name}", response_class=PlainTextResponse, responses=ERRORS)
+    @agent.get("/seed/{name}", response_class=Response,
+               responses={200: text("text/plain", "a NoCloud seed file"), **errors(401, 403, 404, 409, 422)})
     def seed(name: Annotated[str, Path(pattern="^(meta-data|user-data)$")],
              token: Annotated[Optional[str], Depends(agent_token)]):
-        with ctx.db.read() as s:
+        with ctx.db.write() as s:
             node, row = registry.token_node(s, token, ctx.db)
             if row.mode != "deploy":
                 raise NotFound(f"node '{node.name}' is {node.state}: no seed in {row.mode} mode")
-            return PlainTextResponse(registry.seed_files(node, ctx.renderer, ctx.settings)[name])
+            return PlainTextResponse(registry.seed_files(s, node, ctx.renderer, ctx.settings, name)[name])
 
-    @agent.post("/report", response_model=schemas.ReportOut, responses=ERRORS)
+    @agent.post("/report", response_model=schemas.ReportOut, responses=errors(400, 401, 403, 409, 413, 422))
     def report(body: schemas.AgentReport, request: Request, token: Annotated[Optional[str], Depends(agent_token)]):
         with ctx.db.write() as s:
             node, row = registry.token_node(s, token, ctx.db)
-            out = registry.report(s, node, row, body, request.client.host if request.client else None,
-                                  what(request))
+            out = registry.report(s, node, row, body, peer(request), what(request))
         if body.status != "progress":
             log.info("node %s: agent reported %s (%s)", out["node"], body.status, out["state"])
         return JSONResponse(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Literal, Optional
@@ -49,6 +50,28 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    provisioning_networks: list[str] = Field(
+        ["127.0.0.0/8", "::1/128"], min_length=1, max_length=256,
+        description="CIDRs (or ADDRESS/NETMASK) of the networks whose clients may use the unauthenticated boot, "
+                    "discovery, image, ramdisk and agent routes; any other client gets 403. Default: loopback only")
+    dhcp_lease_file: Optional[str] = Field(
+        None, description="dnsmasq lease file of the provisioner's own DHCP: a deploy token is handed only to the "
+                          "address leased to the booting MAC (when the file has a lease for it)")
+    discovery_rate_limit: int = Field(30, ge=1, le=100000,
+                                      description="discovery reports per minute from one source address")
+    max_discovered_nodes: int = Field(1000, ge=1, le=1000000,
+                                      description="discovery registers no new node while this many are discovered")
+
+    @field_validator("provisioning_networks")
+    @classmethod
+    def _networks(cls, v):
+        out = []
+        for item in v:
+            try:
+                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network (CIDR like 10.252.0.0/24, or ADDRESS/NETMASK)") from None
+        return out
 
     @field_validator("public_url", "ramdisk_kernel_url", "ramdisk_initrd_url")
     @classmethod
@@ -90,6 +113,10 @@ class Settings(BaseModel):
     def effective_release_timeout(self) -> float:
         return self.release_timeout or self.deploy_timeout
 
+    @property
+    def networks(self) -> tuple:
+        return tuple(ipaddress.ip_network(n) for n in self.provisioning_networks)
+
     def admin_token_value(self) -> str:
         return self.admin_token.get_secret_value() if self.admin_token else ""
 
@@ -104,6 +131,8 @@ def _coerce_env(name: str, raw: str):
         if low in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: not a boolean: {raw!r}")
+    if ann.startswith("list["):
+        return [item.strip() for item in raw.split(",") if item.strip()]
     return raw
 
 

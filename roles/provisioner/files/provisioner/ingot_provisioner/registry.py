@@ -15,7 +15,7 @@ from sqlalchemy import String, exists, func, insert, or_, select, type_coerce, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import schemas
+from . import boundary, schemas
 from .bootart import Renderer, UserDataError, base_cloud_config, generate_host_keys, merge_cloud_config, \
     parse_user_data
 from .config import Settings
@@ -50,6 +50,9 @@ def node_dict(node: Node) -> dict:
         "last_error": node.last_error, "deadline": iso(node.deadline),
         "created_at": iso(node.created_at), "updated_at": iso(node.updated_at),
         "state_changed_at": iso(node.state_changed_at),
+        # what the current deploy was given (single-node answers only: lists leave them out)
+        "ssh_keys": list(node.ssh_authorized_keys or []),
+        "user_data_sha256": hashlib.sha256(node.user_data.encode("utf-8")).hexdigest() if node.user_data else None,
     }
 
 
@@ -475,6 +478,43 @@ def create_image(s: Session, req: schemas.ImageCreate) -> Image:
     return image
 
 
+def _image_users(s: Session, name: str) -> list[str]:
+    """Nodes whose running deploy reads image ``name`` (their agents fetch it by this catalog entry)."""
+    return list(s.scalars(select(Node.name).where(Node.image == name, Node.state == State.DEPLOYING.value)
+                          .order_by(Node.name).limit(21)).all())
+
+
+def _refuse_in_use(s: Session, name: str, what: str) -> None:
+    users = _image_users(s, name)
+    if users:
+        more = " and more" if len(users) > 20 else ""
+        raise Conflict(f"image '{name}' is in use: node(s) {', '.join(users[:20])}{more} are deploying it; {what} "
+                       f"refused (wait for the deploy to end, or release the node)", code="image_in_use")
+
+
+def delete_image(s: Session, name: str) -> None:
+    image = get_image(s, name)
+    _refuse_in_use(s, name, "delete")
+    s.delete(image)
+
+
+def put_image(s: Session, name: str, req: schemas.ImageCreate) -> tuple[Image, int]:
+    """Create or replace image ``name`` in one transaction. Returns (image, 201 created | 200 replaced/same)."""
+    if req.name != name:
+        raise Invalid(f"body.name '{req.name}' differs from the image '{name}' of the URL")
+    image = s.get(Image, name)
+    if image is None:
+        return create_image(s, req), 201
+    fields = {"url": req.url, "sha256": req.sha256, "format": req.format, "size": req.size}
+    if any(getattr(image, k) != v for k, v in fields.items()):
+        _refuse_in_use(s, name, "replacing it")
+        for key, value in fields.items():
+            setattr(image, key, value)
+        image.created_at = utcnow()
+        s.flush()
+    return image, 200
+
+
 def get_image(s: Session, name: str) -> Image:
     image = s.get(Image, name)
     if image is None:
@@ -494,19 +534,31 @@ def node_by_mac(s: Session, mac: str) -> Optional[Node]:
 
 
 def mint_token(s: Session, node: Node, settings: Settings) -> str:
-    """A new one-time token for the deploy/release ``node`` is in; earlier ones are revoked (the node
-    booted again, so any agent that held them is gone). Only the hash is stored."""
+    """A new one-time token for the deploy/release ``node`` is in. Only the hash is stored.
+
+    While the agent of this deploy/release attempt runs (its token was used and is still valid), no new token
+    is minted: a second boot-script fetch must not cancel it; the controller starts a new attempt (deploy,
+    release). A token not used yet is superseded (the node booted again before its agent started)."""
     mode = AGENT_MODES[State(node.state)]
+    generation = node.deploy_generation or 0
+    running = s.scalars(select(DeployToken).where(
+        DeployToken.node_id == node.id, DeployToken.revoked_at.is_(None), DeployToken.used_at.is_not(None),
+        DeployToken.mode == mode, DeployToken.generation == generation, DeployToken.expires_at > utcnow())).first()
+    if running is not None:
+        raise Conflict(f"node '{node.name}' is {node.state}: the agent of this {mode} is running (its token was "
+                       f"used at {iso(running.used_at)}); no second token for the same attempt (start a new "
+                       f"attempt from the controller, or wait for the deadline {iso(running.expires_at)})",
+                       code="agent_running")
     revoke_tokens(s, node, "superseded: the node fetched its boot script again")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = node.deadline or (utcnow() + dt.timedelta(seconds=settings.deploy_timeout))
     s.add(DeployToken(node_id=node.id, token_hash=hash_token(token), mode=mode,
-                      generation=node.deploy_generation or 0, created_at=utcnow(), expires_at=expires))
+                      generation=generation, created_at=utcnow(), expires_at=expires))
     add_event(s, node, "token", f"one-time {mode} token issued with the iPXE script", {"mode": mode})
     return token
 
 
-def ipxe_script(db: Database, renderer: Renderer, settings: Settings, mac: str) -> str:
+def ipxe_script(db: Database, renderer: Renderer, settings: Settings, mac: str, peer: Optional[str] = None) -> str:
     common = {"base_url": settings.base_url, "kernel_url": settings.kernel_url, "initrd_url": settings.initrd_url,
               "ramdisk_args": settings.ramdisk_args, "target": settings.agent_target}
     with db.read() as s:
@@ -520,10 +572,12 @@ def ipxe_script(db: Database, renderer: Renderer, settings: Settings, mac: str) 
         if State(node.state) not in AGENT_MODES:
             return renderer.render("ipxe-local.ipxe.j2", node=node.name, state=node.state,
                                    maintenance=node.maintenance)
+        name = node.name
+    boundary.check_lease(settings.dhcp_lease_file, mac, peer, name)
     with db.write() as s:
         node = node_by_mac(s, mac)
         if node is None or State(node.state) not in AGENT_MODES:  # changed meanwhile: ask again
-            return ipxe_script(db, renderer, settings, mac)
+            return ipxe_script(db, renderer, settings, mac, peer)
         token = mint_token(s, node, settings)
         target = str((node.facts or {}).get("deploy_target") or settings.agent_target)
         common["target"] = target
@@ -531,12 +585,17 @@ def ipxe_script(db: Database, renderer: Renderer, settings: Settings, mac: str) 
                                mode=AGENT_MODES[State(node.state)], token=token, **common)
 
 
-def discovery(s: Session, req: schemas.Discovery) -> tuple[dict, int]:
+def discovery(s: Session, req: schemas.Discovery, settings: Settings) -> tuple[dict, int]:
+    """Register an unknown machine as ``discovered``, or refresh the facts of a still-discovered one.
+
+    A BMC address is set by the first report only: a later report never changes it (an admin does, with
+    PATCH). No new node while ``max_discovered_nodes`` are discovered."""
     macs = sorted(set(req.macs))
     rows = s.execute(select(Mac.mac, Mac.node_id).where(Mac.mac.in_(macs))).all()
     node_ids = {r.node_id for r in rows}
     if len(node_ids) > 1:
         raise Conflict("the reported MACs belong to more than one node: " + ", ".join(sorted(r.mac for r in rows)))
+    bmc = req.bmc.model_dump() if req.bmc is not None else None
     if node_ids:
         node = s.get(Node, node_ids.pop())
         if node.state != State.DISCOVERED.value or node.maintenance:
@@ -544,12 +603,23 @@ def discovery(s: Session, req: schemas.Discovery) -> tuple[dict, int]:
             add_event(s, node, "discovery", f"discovery report ignored: node is {why}", {"macs": macs})
             return {"id": node.id, "name": node.name, "state": node.state}, 200
         _set_facts(node, req.facts)
-        if req.bmc is not None:
-            node.bmc = req.bmc.model_dump()
+        if bmc is not None and node.bmc is None:
+            node.bmc = bmc
+        elif bmc is not None and bmc != node.bmc:
+            add_event(s, node, "discovery", "BMC in the discovery report ignored: only an admin changes a known "
+                      "BMC (PATCH the node)", {"reported": bmc, "kept": node.bmc})
+            log.warning("discovery for node %s reported BMC %s:%s, kept %s:%s (only an admin changes it)",
+                        node.name, bmc.get("address"), bmc.get("port"), (node.bmc or {}).get("address"),
+                        (node.bmc or {}).get("port"))
         _set_macs(s, node, sorted(set(node.mac_list) | set(macs)))
         node.updated_at = utcnow()
         add_event(s, node, "discovery", "facts updated by discovery", {"facts": req.facts, "macs": macs})
         return {"id": node.id, "name": node.name, "state": node.state}, 201
+    count = s.scalar(select(func.count()).select_from(Node).where(Node.state == State.DISCOVERED.value))
+    if count >= settings.max_discovered_nodes:
+        raise ApiError(f"discovery of {', '.join(macs)} refused: {count} nodes are already discovered (limit "
+                       f"max_discovered_nodes={settings.max_discovered_nodes}); enroll or delete them first",
+                       status=429, code="too_many_discovered", headers={"Retry-After": "60"})
     name = "node-" + macs[0].replace(":", "")
     if s.scalar(select(Node.id).where(Node.name == name)):
         name = f"{name}-{secrets.token_hex(2)}"
@@ -583,22 +653,40 @@ def token_node(s: Session, token: Optional[str], db: Database) -> tuple[Node, De
     return node, row
 
 
-def seed_files(node: Node, renderer: Renderer, settings: Settings) -> dict:
-    extra = parse_user_data(node.user_data)
-    base = base_cloud_config(hostname=node.hostname or node.name, ssh_keys=node.ssh_authorized_keys or [],
-                             host_public=node.ssh_host_keys or {}, host_private=node.ssh_host_keys_private or {},
-                             root_login=settings.root_login)
-    if "hostname" in extra and str(extra["hostname"]).lower() != base["hostname"]:
-        raise ApiError(f"node '{node.name}': user_data hostname conflicts with the deploy hostname",
-                       status=409, code="conflict")
-    cloud = merge_cloud_config(base, extra)
+def seed_files(s: Optional[Session], node: Node, renderer: Renderer, settings: Settings,
+               *names: str) -> dict:
+    """The NoCloud seed files ``names`` (default both). user-data carries the pinned host key's private half,
+    which leaves the service at most once per deploy: handing it out (with a session ``s``) drops it from
+    the registry, and a second request is a 409."""
+    names = names or ("meta-data", "user-data")
     ctx = {"node": node.name, "generation": node.deploy_generation or 0,
            "instance_id": f"{node.id}-{node.deploy_generation or 0}", "hostname": node.hostname or node.name}
-    return {"meta-data": renderer.render("meta-data.j2", **ctx),
-            "user-data": renderer.render("user-data.j2", cloud_config=cloud, **ctx)}
+    out = {}
+    if "meta-data" in names:
+        out["meta-data"] = renderer.render("meta-data.j2", **ctx)
+    if "user-data" in names:
+        if node.ssh_host_keys and not node.ssh_host_keys_private:
+            raise Conflict(f"node '{node.name}': the seed with the pinned host key of this deploy was already handed "
+                           f"out (it leaves the service once per deploy); deploy again for a new key",
+                           code="host_key_handed_out")
+        extra = parse_user_data(node.user_data)
+        base = base_cloud_config(hostname=node.hostname or node.name, ssh_keys=node.ssh_authorized_keys or [],
+                                 host_public=node.ssh_host_keys or {}, host_private=node.ssh_host_keys_private or {},
+                                 root_login=settings.root_login)
+        if "hostname" in extra and str(extra["hostname"]).lower() != base["hostname"]:
+            raise ApiError(f"node '{node.name}': user_data hostname conflicts with the deploy hostname",
+                           status=409, code="conflict")
+        cloud = merge_cloud_config(base, extra)
+        out["user-data"] = renderer.render("user-data.j2", cloud_config=cloud, **ctx)
+        if s is not None and node.ssh_host_keys_private:
+            node.ssh_host_keys_private = None
+            add_event(s, node, "host_keys", "the pinned host key's private half was handed to the agent (once per "
+                      "deploy; the registry keeps only the public half now)")
+    return out
 
 
-def manifest(s: Session, node: Node, row: DeployToken, renderer: Renderer, settings: Settings) -> dict:
+def manifest(s: Session, node: Node, row: DeployToken, renderer: Renderer, settings: Settings,
+             with_seed: bool = True) -> dict:
     if row.used_at is None:
         row.used_at = utcnow()
     target = str((node.facts or {}).get("deploy_target") or settings.agent_target)
@@ -610,7 +698,8 @@ def manifest(s: Session, node: Node, row: DeployToken, renderer: Renderer, setti
             raise Conflict(f"node '{node.name}' is deploying image '{node.image}', which is no longer in the catalog")
         out["image"] = {"name": image.name, "url": image_url(image, settings), "sha256": image.sha256,
                         "format": image.format, "size": image.size}
-        out["seed"] = seed_files(node, renderer, settings)
+        if with_seed:
+            out["seed"] = seed_files(s, node, renderer, settings)
     add_event(s, node, "agent", f"agent fetched the {row.mode} manifest")
     return out
 
@@ -684,7 +773,9 @@ def reap_overdue(db: Database, settings: Settings) -> list[str]:
 def events(s: Session, node: Node, since: Optional[str], limit: int) -> dict:
     q = select(Event).where(Event.node_id == node.id)
     if since:
-        if since.isdigit():
+        if since.isascii() and since.isdigit():
+            if int(since) > schemas.MAX_INT32:
+                raise Invalid(f"since: event id {since[:20]} is out of range (at most {schemas.MAX_INT32})")
             q = q.where(Event.id > int(since))
         else:
             try:
@@ -693,6 +784,10 @@ def events(s: Session, node: Node, since: Optional[str], limit: int) -> dict:
                 raise Invalid(f"since must be an event id or an ISO 8601 time, got {since[:40]!r}") from None
             if when.tzinfo is None:
                 when = when.replace(tzinfo=dt.timezone.utc)
+            try:
+                when = when.astimezone(dt.timezone.utc)
+            except OverflowError:
+                raise Invalid(f"since: time {since[:40]!r} is out of range") from None
             q = q.where(Event.time > when)
     rows = s.scalars(q.order_by(Event.id).limit(limit)).all()
     return {"items": [event_dict(e) for e in rows]}

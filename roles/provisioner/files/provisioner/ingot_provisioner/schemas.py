@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
+import unicodedata
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from .states import State
 
@@ -15,7 +17,9 @@ NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:/+=-]{0,127}$"
 IMAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+# the MAC rule as a JSON Schema pattern too (no back-reference: one separator throughout)
+MAC_PATTERN = r"^(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$|^(?:[0-9a-fA-F]{2}-){5}[0-9a-fA-F]{2}$"
+_MAC_RE = re.compile(MAC_PATTERN)
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(256|384|521)|"
@@ -27,23 +31,38 @@ _DOCKER_URL_RE = re.compile(r"^(tcp|https?|ssh|unix)://[^\s\"'<>\\]{1,240}$")
 
 MAX_FACTS_BYTES = 16 * 1024
 MAX_USER_DATA = 64 * 1024
+# integers the registry stores: the columns are 32-bit on PostgreSQL, so the same bound on both databases
+MAX_INT32 = 2**31 - 1
+# any other integer in facts (JSON): what SQLite's and PostgreSQL's JSON keep without loss
+MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
+# control characters (C0, DEL, C1), format characters (bidi overrides, zero-width), line/paragraph separators
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def check_text(value: str) -> str:
+    """Refuse control characters: newlines, NUL, ESC, bidi overrides... (they end up in files and logs)."""
+    for ch in value:
+        if unicodedata.category(ch) in _CONTROL_CATEGORIES:
+            raise ValueError(f"contains the control character U+{ord(ch):04X} (no control, format or "
+                             f"line-break characters)")
+    return value
 
 
 def normalise_mac(value: str) -> str:
-    if not _MAC_RE.match(value):
+    if not _MAC_RE.fullmatch(value):
         raise ValueError("not a MAC address (expected six hex pairs separated by ':' or '-')")
     return value.replace("-", ":").lower()
 
 
 def validate_hostname(value: str) -> str:
-    if not _HOSTNAME_RE.match(value):
+    if not _HOSTNAME_RE.fullmatch(value):
         raise ValueError("not a valid hostname (RFC 1123 labels of letters, digits and '-')")
     return value.lower()
 
 
 def _ssh_key(value: str) -> str:
-    value = value.strip()
-    if not _SSH_KEY_RE.match(value):
+    value = value.strip(" ")
+    if not _SSH_KEY_RE.fullmatch(value):
         raise ValueError("not an OpenSSH public key line ('ssh-ed25519 AAAA... comment')")
     return value
 
@@ -56,13 +75,15 @@ def _ip(value: str) -> str:
 
 
 def _image_url(value: str) -> str:
-    if _URL_RE.match(value) or _IMAGE_FILE_RE.match(value.lstrip("/")):
+    check_text(value)
+    if _URL_RE.fullmatch(value) or _IMAGE_FILE_RE.fullmatch(value.lstrip("/")):
         return value
     raise ValueError("must be an http(s) URL or a file name in the image store (no '..')")
 
 
 def _docker_url(value: str) -> str:
-    if not _DOCKER_URL_RE.match(value):
+    check_text(value)
+    if not _DOCKER_URL_RE.fullmatch(value):
         raise ValueError("must be a URL like tcp://HOST:2376 without whitespace")
     return value
 
@@ -75,18 +96,44 @@ def _depth(obj, level=0) -> int:
     return level
 
 
+def _fact_values(obj, where: str) -> None:
+    """Every key and value of facts: no NaN/Infinity, integers in range, strings without control characters."""
+    if isinstance(obj, dict):
+        for key, item in obj.items():
+            if not isinstance(key, str) or not 0 < len(key) <= 64:
+                raise ValueError(f"{where}: fact names are 1-64 characters")
+            try:
+                check_text(key)
+            except ValueError as exc:
+                raise ValueError(f"{where}: fact name {key[:64]!r} {exc}") from None
+            _fact_values(item, f"{where}.{key}")
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            _fact_values(item, f"{where}.{i}")
+    elif isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"{where}: {obj} is not a finite number (NaN and Infinity are not JSON)")
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        if not MIN_INT64 <= obj <= MAX_INT64:
+            raise ValueError(f"{where}: integer out of the 64-bit range")
+    elif isinstance(obj, str):
+        try:
+            check_text(obj)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
 def _facts(value: dict) -> dict:
+    _fact_values(value, "facts")
     if len(json.dumps(value)) > MAX_FACTS_BYTES:
         raise ValueError(f"facts larger than {MAX_FACTS_BYTES} bytes of JSON")
     if _depth(value) > 5:
         raise ValueError("facts nested deeper than 5 levels")
-    for key in value:
-        if not isinstance(key, str) or not 0 < len(key) <= 64:
-            raise ValueError("fact names are 1-64 characters")
     for key in ("cpus", "memory_mib", "disk_gib"):
         if key in value and value[key] is not None and (
-                isinstance(value[key], bool) or not isinstance(value[key], int) or value[key] < 0):
-            raise ValueError(f"facts.{key} must be a non-negative integer")
+                isinstance(value[key], bool) or not isinstance(value[key], int)
+                or not 0 <= value[key] <= MAX_INT32):
+            raise ValueError(f"facts.{key} must be an integer from 0 to {MAX_INT32}")
     return value
 
 
@@ -94,11 +141,22 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 Owner = Annotated[str, StringConstraints(pattern=OWNER_PATTERN, max_length=128)]
 Tag = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 ImageName = Annotated[str, StringConstraints(pattern=IMAGE_NAME_PATTERN, max_length=128)]
-Mac = Annotated[str, StringConstraints(max_length=17), AfterValidator(normalise_mac)]
+Mac = Annotated[str, StringConstraints(max_length=17), AfterValidator(normalise_mac),
+                WithJsonSchema({"type": "string", "minLength": 17, "maxLength": 17, "pattern": MAC_PATTERN,
+                                "description": "six hex pairs separated by ':' or '-' (one separator throughout); "
+                                               "stored lower-case with ':'"})]
 Hostname = Annotated[str, StringConstraints(max_length=253), AfterValidator(validate_hostname)]
 SshKey = Annotated[str, StringConstraints(max_length=16384), AfterValidator(_ssh_key)]
 IpAddress = Annotated[str, StringConstraints(max_length=64), AfterValidator(_ip)]
-Facts = Annotated[dict[str, Any], AfterValidator(_facts)]
+FACTS_RULES = (f"a JSON object of at most {MAX_FACTS_BYTES} bytes and 5 levels; names 1-64 characters; no NaN or "
+               f"Infinity; integers within 64 bits; no control characters in names or strings; cpus, memory_mib "
+               f"and disk_gib (allocation filters on them) integers from 0 to {MAX_INT32}")
+_INT32 = {"type": "integer", "minimum": 0, "maximum": MAX_INT32}
+Facts = Annotated[dict[str, Any], AfterValidator(_facts),
+                  WithJsonSchema({"type": "object", "description": FACTS_RULES, "maxProperties": 4096,
+                                  "properties": {"cpus": _INT32, "memory_mib": _INT32, "disk_gib": _INT32},
+                                  "propertyNames": {"minLength": 1, "maxLength": 64}})]
+OneLine = Annotated[str, AfterValidator(check_text)]
 Sha256 = Annotated[str, StringConstraints(pattern=SHA256_PATTERN), AfterValidator(str.lower)]
 
 
@@ -134,7 +192,7 @@ class NodePatch(Request):
     bmc: Optional[Bmc] = None
     macs: Optional[list[Mac]] = Field(None, max_length=32)
     maintenance: Optional[bool] = None
-    maintenance_reason: Optional[Annotated[str, StringConstraints(max_length=1024)]] = None
+    maintenance_reason: Optional[Annotated[str, StringConstraints(max_length=1024), AfterValidator(check_text)]] = None
     docker_url: Optional[Annotated[str, StringConstraints(max_length=255), AfterValidator(_docker_url)]] = None
     ip_address: Optional[IpAddress] = None
 
@@ -149,9 +207,9 @@ class AllocationRequest(Request):
     name: Name
     pool: Optional[Name] = None
     tags: list[Tag] = Field(default_factory=list, max_length=64)
-    min_cpus: Optional[int] = Field(None, ge=0, le=1_000_000)
-    min_memory_mib: Optional[int] = Field(None, ge=0, le=1 << 40)
-    min_disk_gib: Optional[int] = Field(None, ge=0, le=1 << 40)
+    min_cpus: Optional[int] = Field(None, ge=0, le=MAX_INT32)
+    min_memory_mib: Optional[int] = Field(None, ge=0, le=MAX_INT32)
+    min_disk_gib: Optional[int] = Field(None, ge=0, le=MAX_INT32)
 
 
 class Release(Request):
@@ -211,6 +269,9 @@ class NodeOut(BaseModel):
     created_at: str
     updated_at: str
     state_changed_at: str
+    ssh_keys: Optional[list[str]] = Field(None, description="SSH keys of the current deploy (not in lists)")
+    user_data_sha256: Optional[str] = Field(None, description="SHA-256 of the current deploy's user_data "
+                                                              "(not in lists)")
 
 
 class NodeList(BaseModel):

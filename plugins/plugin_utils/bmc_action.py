@@ -11,6 +11,10 @@ connection the module is executed on that host as usual.
 
 It also fills unset ``bmc_*`` options from the host's variables of the same
 name, and resolves inventory host names given in ``bmcs``.
+
+The variable ``ingot_bmc_in_process`` (default true) set to false runs the
+module as a module even on the controller: the control arm of the fleet
+benchmark, which separates the in-process gain from the protocol client's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,12 +22,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import BMC_CONNECTION_SPEC, BMC_FLEET_ITEM_SPEC, HAS_PYGHMI
 from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, READ_ONLY, argument_spec, execute
 
 HOSTVAR_OPTIONS = tuple(sorted(BMC_CONNECTION_SPEC))
+IN_PROCESS_VAR = 'ingot_bmc_in_process'
 
 
 def _scrub(value, secrets):
@@ -112,6 +118,12 @@ class BmcActionModule(ActionBase):
             for item in args['bmcs']:
                 if isinstance(item, dict):
                     secrets.append(item.get('password'))
+
+        if not boolean(self._host_value(task_vars, IN_PROCESS_VAR) if IN_PROCESS_VAR in task_vars else True,
+                       strict=False):
+            # Asked to run the module as a separate process on the controller.
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
+            return _scrub(result, secrets)
 
         validation = ArgumentSpecValidator(argument_spec(self.OPERATION), **ARG_RULES).validate(args)
         secrets.extend(str(v) for v in getattr(validation, '_no_log_values', ()) or ())

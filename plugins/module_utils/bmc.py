@@ -176,6 +176,10 @@ class _CommandPacer:
         self._lock = threading.Lock()
         self._next = {}
 
+    def reset(self):
+        with self._lock:
+            self._next.clear()
+
     def wait(self, key, interval, deadline):
         if not interval or interval <= 0:
             return

@@ -285,13 +285,15 @@ def _run_one(op, params, check_mode, name):
         client.close()
 
 
+_ITEM_VALIDATOR = ArgumentSpecValidator(BMC_FLEET_ITEM_SPEC)
+
+
 def _validate_item(item, index):
     if not isinstance(item, dict):
         raise BmcError('bmcs[%d]' % index, INVALID,
                        'each bmcs entry must be a dict (host, port, user, password, ...) or, with the action '
                        'plugin on the controller, an inventory host name; got %s' % type(item).__name__)
-    validator = ArgumentSpecValidator(BMC_FLEET_ITEM_SPEC)
-    res = validator.validate(item)
+    res = _ITEM_VALIDATOR.validate(item)
     if res.error_messages:
         raise BmcError(item.get('name') or item.get('host') or 'bmcs[%d]' % index, INVALID,
                        '; '.join(res.error_messages), 'fix this bmcs entry')

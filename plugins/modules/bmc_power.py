@@ -55,7 +55,7 @@ options:
   graceful_timeout:
     description:
       - Seconds to wait for a graceful shutdown to finish. V(0) or more.
-      - If the BMC stops answering while it waits, the task fails and the machine is never forced off:
+      - If the BMC stops answering while it waits, the task fails and the machine is never forced off;
         only a BMC that keeps reporting the machine on shows that the OS did not shut down.
     type: int
     default: 300

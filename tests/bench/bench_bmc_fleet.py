@@ -31,7 +31,6 @@ import argparse
 import concurrent.futures
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -241,10 +240,10 @@ def main():
         }
         latency_arms = {'fleet_20ms': fleet_latency, 'ipmitool_20ms': lambda rnd: ipmitool_sweep(lab)}
         for rnd in range(rounds):
-            order = list(arms) if rnd % 2 == 0 else list(reversed(list(arms)))
+            # Every other round runs the arms in the reverse order (the latency block, first in one round,
+            # is last in the next, and its two arms swap too).
             latency_order = list(latency_arms) if rnd % 2 == 0 else list(reversed(list(latency_arms)))
-            # the latency block goes first in one round, last in the next
-            blocks = [('latency', latency_order)] + [(name, None) for name in order]
+            blocks = [('latency', latency_order)] + [(name, None) for name in arms]
             if rnd % 2:
                 blocks.reverse()
             for name, sub in blocks:
@@ -268,30 +267,31 @@ def main():
     print()
     print('%-52s %8s %8s %10s' % ('', 'median s', 'ratio', 'target'))
     print('%-52s %8.2f %8s' % ('community.general.ipmi_power, forks=%d' % args.forks, med['baseline'], '1.0x'))
-    print('%-52s %8.2f %7.1fx %10s' % ('control: bmc_power per host, action plugin off', med['control'],
-                                      med['baseline'] / med['control'], '(none)'))
+    print('%-52s %8.2f %7.1fx %10s' % (
+        'control: bmc_power per host, action plugin off', med['control'], med['baseline'] / med['control'], '(none)'))
     for name, label in (('per_host', 'ingot.metal.bmc_power per host, forks=%d' % args.forks),
                         ('fleet', 'ingot.metal.bmc_power fleet form')):
         ratio = med['baseline'] / med[name]
         ok = ratio >= TARGETS[name]
         if not ok:
             misses.append('%s %.1fx < %.0fx' % (name, ratio, TARGETS[name]))
-        print('%-52s %8.2f %7.1fx %9s %s' % (label, med[name], ratio, '>= %.0fx' % TARGETS[name],
-                                             '' if short else ('met' if ok else 'MISSED')))
-    print('%-52s %8.2f %7.1fx %10s' % ('ipmitool power status, 20 in parallel', med['ipmitool'],
-                                      med['baseline'] / med['ipmitool'], '(none)'))
+        print('%-52s %8.2f %7.1fx %9s %s' % (
+            label, med[name], ratio, '>= %.0fx' % TARGETS[name], '' if short else ('met' if ok else 'MISSED')))
+    print('%-52s %8.2f %7.1fx %10s' % (
+        'ipmitool power status, 20 in parallel', med['ipmitool'], med['baseline'] / med['ipmitool'], '(none)'))
     latency = med['fleet_20ms'] / med['fleet']
-    print('%-52s %8.2f %7.2fx %9s %s' % ('fleet form, 20 ms BMC latency / without', med['fleet_20ms'], latency,
-                                         '<= %.1fx' % LATENCY_TARGET,
-                                         '' if short else ('met' if latency <= LATENCY_TARGET else 'MISSED')))
+    print('%-52s %8.2f %7.2fx %9s %s' % (
+        'fleet form, 20 ms BMC latency / without', med['fleet_20ms'], latency, '<= %.1fx' % LATENCY_TARGET,
+        '' if short else ('met' if latency <= LATENCY_TARGET else 'MISSED')))
     if latency > LATENCY_TARGET:
         misses.append('fleet_20ms %.2fx > %.1fx' % (latency, LATENCY_TARGET))
-    print('%-52s %8.2f %7.2fx %10s' % ('ipmitool, 20 ms BMC latency / without', med['ipmitool_20ms'],
-                                      med['ipmitool_20ms'] / med['ipmitool'], '(none)'))
+    print('%-52s %8.2f %7.2fx %10s' % (
+        'ipmitool, 20 ms BMC latency / without', med['ipmitool_20ms'], med['ipmitool_20ms'] / med['ipmitool'],
+        '(none)'))
     scale_ratio = med['fleet_scale'] / med['fleet']
-    print('%-52s %8.2f %7.2fx %9s %s' % ('fleet form, %d BMCs / %d BMCs' % (n_scale, n), med['fleet_scale'],
-                                         scale_ratio, '<= %.1fx' % SCALE_TARGET,
-                                         '' if short else ('met' if scale_ratio <= SCALE_TARGET else 'MISSED')))
+    print('%-52s %8.2f %7.2fx %9s %s' % (
+        'fleet form, %d BMCs / %d BMCs' % (n_scale, n), med['fleet_scale'], scale_ratio, '<= %.1fx' % SCALE_TARGET,
+        '' if short else ('met' if scale_ratio <= SCALE_TARGET else 'MISSED')))
     if scale_ratio > SCALE_TARGET:
         misses.append('fleet_scale %.2fx > %.1fx' % (scale_ratio, SCALE_TARGET))
     mem_small, mem_scale = max(memory['fleet']) / 1024.0, max(memory['fleet_scale']) / 1024.0

@@ -24,7 +24,7 @@ import uuid
 
 from pyghmi import exceptions as pyghmi_exc
 
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import TIMEOUT, BmcError, PowerWaitTimeout
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import TIMEOUT, PowerWaitTimeout
 
 # pyghmi's boot device names (what Command.get_bootdev returns), by our names.
 PYGHMI_BOOT = {'pxe': 'network', 'disk': 'hd', 'cdrom': 'optical', 'bios': 'setup', 'default': 'default'}

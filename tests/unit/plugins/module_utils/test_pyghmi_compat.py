@@ -25,7 +25,7 @@ import pytest
 from pyghmi.ipmi.private import session as S
 
 from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import BmcClient, run_with_deadline
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import run_with_deadline
 
 FIXED = ('_io_wait', '_io_recvfrom')
 FIXED_SESSION = ('_initsession', '_got_channel_auth_cap')

@@ -93,7 +93,8 @@ def check(name, result, n):
 
 
 class PeakMemory:
-    """Samples the proportional set size (PSS) of this process's descendants every 50 ms; keeps the peak."""
+    """Samples the proportional set size (PSS) of the controller (ansible-playbook and its workers) among this
+    process's descendants every 50 ms; keeps the peak."""
 
     def __init__(self, interval=0.05):
         self.interval = interval
@@ -131,10 +132,19 @@ class PeakMemory:
             pass
         return 0
 
+    @staticmethod
+    def _is_controller(pid):
+        """ansible-playbook and its forked workers; not the lab's vBMC servers, also children of this process."""
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                return b'ansible-playbook' in f.read()
+        except OSError:
+            return False
+
     def _run(self):
         me = os.getpid()
         while not self._stop.is_set():
-            total = sum(self._pss_kib(pid) for pid in self._descendants(me))
+            total = sum(self._pss_kib(pid) for pid in self._descendants(me) if self._is_controller(pid))
             self.peak = max(self.peak, total)
             self._stop.wait(self.interval)
 

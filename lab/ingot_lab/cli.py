@@ -8,7 +8,7 @@
     ingot-lab vbmc start [--processes K] [--timeout S]
     ingot-lab vbmc stop
     ingot-lab vbmc rm NAME [NAME ...]
-    ingot-lab vbmc fault NAME [NAME ...] | --all  [--drop F] [--delay S] [--max-sessions N] [--clear]
+    ingot-lab vbmc fault NAME [NAME ...] | --all  [--drop F] [--delay S] [--max-sessions N] [--[no-]next-boot-only] [--clear]
     ingot-lab vbmc passwd NAME [NAME ...] | --all  [--user U] --password PW
     ingot-lab vbmc inventory [-o FILE]
     ingot-lab vbmc serve [--names a,b] [--shard-id ID]      (foreground, for debugging)
@@ -112,7 +112,8 @@ def cmd_rm(lab, args):
 
 def cmd_fault(lab, args):
     names = _targets(lab, args)
-    manage.set_faults(lab, names, args.drop, args.delay, args.max_sessions, args.clear)
+    manage.set_faults(lab, names, args.drop, args.delay, args.max_sessions, args.clear,
+                      next_boot_only=args.next_boot_only)
     print('faults set on %d vBMC(s)' % len(names))
 
 
@@ -231,6 +232,8 @@ def build_parser():
     p.add_argument('--drop', type=float, help='share of incoming packets dropped, 0..1')
     p.add_argument('--delay', type=float, help='seconds added before each reply')
     p.add_argument('--max-sessions', type=int, help='refuse new sessions beyond N (0: no limit)')
+    p.add_argument('--next-boot-only', dest='next_boot_only', action=argparse.BooleanOptionalAction, default=None,
+                   help='keep a persistent boot override for the next boot only (as many real BMCs do)')
     p.add_argument('--clear', action='store_true', help='reset all faults first')
     p.set_defaults(func=cmd_fault)
 

@@ -91,7 +91,7 @@ def _update(lab, names, change, wait=True):
     return generation
 
 
-def set_faults(lab, names, drop=None, delay=None, max_sessions=None, clear=False, wait=True):
+def set_faults(lab, names, drop=None, delay=None, max_sessions=None, clear=False, wait=True, next_boot_only=None):
     """Change faults of vBMCs; a running server applies them before this returns (``wait``).
 
     ``max_sessions`` 0 means "no limit"."""
@@ -110,6 +110,8 @@ def set_faults(lab, names, drop=None, delay=None, max_sessions=None, clear=False
             faults.delay = float(delay)
         if max_sessions is not None:
             faults.max_sessions = int(max_sessions) or None
+        if next_boot_only is not None:
+            faults.next_boot_only = bool(next_boot_only)
         entry['faults'] = Faults.from_dict(faults.to_dict()).to_dict()
     return _update(lab, names, change, wait)
 

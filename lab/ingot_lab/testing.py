@@ -129,8 +129,9 @@ class RunningLab:
             return [b.name for b in self.bmcs]
         return [names] if isinstance(names, str) else list(names)
 
-    def set_fault(self, names=None, drop=None, delay=None, max_sessions=None, clear=False):
-        manage.set_faults(self.lab, self._names(names), drop, delay, max_sessions, clear)
+    def set_fault(self, names=None, drop=None, delay=None, max_sessions=None, clear=False, next_boot_only=None):
+        manage.set_faults(self.lab, self._names(names), drop, delay, max_sessions, clear,
+                          next_boot_only=next_boot_only)
 
     def clear_faults(self, names=None):
         manage.set_faults(self.lab, self._names(names), clear=True)

@@ -15,7 +15,7 @@ What it answers (netfn/command), beyond the RMCP+ session handshake pyghmi does:
 * transport (0x0c): Get LAN Configuration Parameters 0x02 (IP 3, MAC 5, mask 6, gateway 12,
   VLAN 20, cipher suites 22-24, ...).
 
-Anything else is answered "invalid command" (0xc1).  Faults (drop, delay, max_sessions) are
+Anything else is answered "invalid command" (0xc1).  Faults (drop, delay, max_sessions, next_boot_only) are
 applied per packet by :meth:`VirtualBmc.packet_hook`.
 """
 
@@ -286,9 +286,10 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
                 device = SELECTOR_DEVICES.get(selector)
                 if device is None:
                     raise Completion(CC_INVALID_DATA_FIELD)
-                self.machine.set_boot_device(device, persistent=bool(byte1 & 0x40), uefi=bool(byte1 & 0x20))
+                persistent = bool(byte1 & 0x40) and not self.faults.next_boot_only
+                self.machine.set_boot_device(device, persistent=persistent, uefi=bool(byte1 & 0x20))
                 log.info('%s: boot device %s (%s, %s)', self.name, device,
-                         'persistent' if byte1 & 0x40 else 'next boot only', 'EFI' if byte1 & 0x20 else 'legacy')
+                         'persistent' if persistent else 'next boot only', 'EFI' if byte1 & 0x20 else 'legacy')
         else:
             self.boot_params[param] = values[:self.BOOT_PARAM_LENGTHS[param]]
         return []

@@ -58,14 +58,31 @@ options:
     description:
       - Deadline in seconds for each BMC operation (login included), retries included.
         A BMC that does not answer within it fails with a clear message; nothing waits longer.
+      - Must be greater than 0.
     type: float
     default: 20
   bmc_retries:
     description:
       - How many times a lost exchange is retried, with exponential backoff, within O(bmc_timeout).
         Authentication failures are never retried.
+      - From 0 to 100.
     type: int
     default: 2
+  bmc_min_command_interval:
+    description:
+      - Minimum interval in seconds between two commands to the same BMC (address and port) from this task,
+        a rate limit that protects slow BMCs (Ironic's C(min_command_interval)). V(0) turns it off.
+      - From 0 to 60.
+    type: float
+    default: 0.1
+  bmc_system_id:
+    description:
+      - Redfish only. The ComputerSystem to drive when the BMC manages more than one, as its id
+        (for example V(System.Embedded.1)) or its path (V(/redfish/v1/Systems/1)).
+      - Without it a BMC with several systems is refused, since the system to act on would be a guess.
+      - The C(ingot.metal.provisioner) inventory sets the host variable C(bmc_system_id) from the node's
+        BMC record.
+    type: str
   bmc_validate_certs:
     description:
       - Redfish only. Verify the BMC's TLS certificate (against the system CAs, or O(bmc_ca_path)).
@@ -85,7 +102,10 @@ options:
       - The fleet form. A list of BMCs driven concurrently inside this one task, instead of one task per host.
       - Each entry is a dict with C(host) (required) and optional C(name), C(port), C(user), C(password),
         C(protocol), C(cipher_suite), C(allow_ipmi15), C(timeout), C(retries), C(validate_certs), C(ca_path),
-        C(cert_fingerprint); the task's C(bmc_*) options are the defaults for every entry.
+        C(cert_fingerprint), C(system_id), C(min_command_interval); the task's C(bmc_*) options are the
+        defaults for every entry.
+      - Entries that reach the same BMC (address and port) under different names are driven one after the
+        other, never at once, each with its own options (cipher suite included).
       - >-
         When the task runs on the controller, an entry may also be an inventory host name; its C(bmc_*) host
         variables are then used, so C(bmcs: "{{ groups['rack3'] }}") drives a whole group.
@@ -94,7 +114,7 @@ options:
     elements: raw
   bmc_concurrency:
     description:
-      - In the fleet form, how many BMCs are driven at once.
+      - In the fleet form, how many BMCs are driven at once. From 1 to 1024.
     type: int
     default: 32
 notes:
@@ -104,4 +124,7 @@ notes:
     The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, one process, all sessions
     concurrent. The per-host form with C(delegate_to: localhost) runs in the controller without shipping a
     module, and is still several times faster than a module per host.
+  - >-
+    On the controller the action plugin runs the operation inside Ansible's worker process; set the variable
+    C(ingot_bmc_in_process=false) to run it as an ordinary module process instead (to compare, or to debug).
 '''

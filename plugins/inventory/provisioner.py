@@ -17,8 +17,8 @@ description:
   - Hosts are grouped by lifecycle state (C(state_ready), C(state_deployed), ...) and pool (C(pool_rack3)); nodes in
     maintenance also go to C(maintenance). With O(bmc_power), also by live power state (C(power_on), C(power_off)).
   - Host variables - C(ansible_host) (the node's IP address, once deployed); C(bmc_host), C(bmc_port),
-    C(bmc_protocol) (what the C(ingot.metal.bmc_*) modules read; never a password); C(ingot_node), C(ingot_node_id),
-    C(ingot_state), C(ingot_maintenance), C(ingot_pool), C(ingot_tags), C(ingot_macs), C(ingot_facts),
+    C(bmc_protocol), C(bmc_system_id) (what the C(ingot.metal.bmc_*) modules read; never a password); C(ingot_node),
+    C(ingot_node_id), C(ingot_state), C(ingot_maintenance), C(ingot_pool), C(ingot_tags), C(ingot_macs), C(ingot_facts),
     C(ingot_owner), C(ingot_allocation_name), C(ingot_image), C(ingot_ssh_host_keys) (to pin), C(ingot_docker_url)
     (once set), C(ingot_last_error) (when set), C(ingot_power) (with O(bmc_power)).
   - Every value from the registry is marked unsafe, so it is never templated, whatever it contains.
@@ -247,6 +247,8 @@ def host_vars(node):
             hv['bmc_port'] = bmc['port']
         if bmc.get('protocol'):
             hv['bmc_protocol'] = bmc['protocol']
+        if bmc.get('system_id'):
+            hv['bmc_system_id'] = bmc['system_id']
     if node.get('state') == 'deployed' and node.get('ip_address'):
         hv['ansible_host'] = node['ip_address']
     if node.get('docker_url'):

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import math
 import random
 import re
 import socket
@@ -75,6 +76,8 @@ BMC_CONNECTION_SPEC = dict(
     bmc_validate_certs=dict(type='bool', default=True),
     bmc_ca_path=dict(type='path'),
     bmc_cert_fingerprint=dict(type='str'),
+    bmc_system_id=dict(type='str'),
+    bmc_min_command_interval=dict(type='float', default=0.1),
 )
 
 # One BMC of a fleet: the connection options without their ``bmc_`` prefix.
@@ -92,6 +95,8 @@ BMC_FLEET_ITEM_SPEC = dict(
     validate_certs=dict(type='bool'),
     ca_path=dict(type='path'),
     cert_fingerprint=dict(type='str'),
+    system_id=dict(type='str'),
+    min_command_interval=dict(type='float'),
 )
 
 BMC_FLEET_SPEC = dict(
@@ -114,8 +119,81 @@ class BmcError(Exception):
         self.message = text
 
 
+class PowerWaitTimeout(BmcError):
+    """The BMC kept answering, but its power state did not reach the one waited for in time."""
+
+
 class _Deadline(Exception):
     pass
+
+
+def check_number(owner, option, value, minimum=0.0, strict=False, maximum=None):
+    """Refuse a timeout, count or interval out of its range (``None`` passes: the default applies)."""
+    if value is None:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float('nan')
+    low_ok = number > minimum if strict else number >= minimum
+    if not (math.isfinite(number) and low_ok and (maximum is None or number <= maximum)):
+        want = '%s %s' % ('greater than' if strict else 'at least', ('%g' % minimum))
+        if maximum is not None:
+            want += ' and at most %g' % maximum
+        raise BmcError(owner, INVALID, '%s=%r is out of range: it must be a finite number %s' % (option, value, want),
+                       'fix %s' % option)
+
+
+# Option -> (minimum, strict, maximum) of the numbers every BMC client takes.
+CONNECTION_NUMBERS = {
+    'bmc_timeout': (0.0, True, None),
+    'bmc_retries': (0, False, 100),
+    'bmc_port': (1, False, 65535),
+    'bmc_min_command_interval': (0.0, False, 60.0),
+}
+
+
+def check_connection_numbers(owner, params):
+    for option, (minimum, strict, maximum) in CONNECTION_NUMBERS.items():
+        check_number(owner, option, params.get(option), minimum, strict, maximum)
+
+
+def redfish_system_url(system_id):
+    """The URL of a Redfish ComputerSystem from the registry's ``system_id`` (an id or a path)."""
+    if not system_id:
+        return None
+    system_id = str(system_id).strip()
+    if system_id.startswith('/'):
+        return system_id
+    return '/redfish/v1/Systems/' + system_id.strip('/')
+
+
+class _CommandPacer:
+    """The minimum interval between commands to one BMC (address and port), across every client of
+    this process: the BMC's own protection, as Ironic's ``min_command_interval``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._next = {}
+
+    def reset(self):
+        with self._lock:
+            self._next.clear()
+
+    def wait(self, key, interval, deadline):
+        if not interval or interval <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next.get(key, 0.0))
+            self._next[key] = start + interval
+        if start > now:
+            _pause(max(0.0, min(start, deadline) - now))
+
+
+PACER = _CommandPacer()
+# The pacer's own sleep (not ``time.sleep`` looked up at call time: that one is the retry backoff's).
+_pause = time.sleep
 
 
 def run_with_deadline(fn, timeout, name='bmc-call'):
@@ -156,13 +234,17 @@ class BmcClient:
 
     def __init__(self, host, user=None, password=None, port=None, protocol='ipmi',
                  cipher_suite=3, allow_ipmi15=False, timeout=20.0, retries=2,
-                 validate_certs=True, ca_path=None, cert_fingerprint=None, name=None):
+                 validate_certs=True, ca_path=None, cert_fingerprint=None, name=None, system_id=None,
+                 min_command_interval=None):
         if not HAS_PYGHMI:
             raise BmcError(name or host, UNSUPPORTED,
                            'the Python library pyghmi is not installed on the controller',
                            'pip install pyghmi==1.6.19')
         if not host:
             raise BmcError(name or '?', INVALID, 'no BMC address given', 'set bmc_host')
+        check_connection_numbers(name or host, {
+            'bmc_timeout': timeout, 'bmc_retries': retries, 'bmc_port': port,
+            'bmc_min_command_interval': min_command_interval})
         self.host = host
         self.protocol = protocol or 'ipmi'
         self.port = int(port or DEFAULT_PORTS[self.protocol])
@@ -176,26 +258,58 @@ class BmcClient:
         self.validate_certs = validate_certs is not False
         self.ca_path = ca_path
         self.cert_fingerprint = cert_fingerprint
+        self.sysurl = redfish_system_url(system_id)
+        self.min_command_interval = float(min_command_interval if min_command_interval is not None else 0.1)
         self._cmd = None
         self._lock = threading.Lock()
-        if self.protocol == 'ipmi':
-            pyghmi_compat.set_session_policy(self.host, self.port, self.cipher_suite, self.allow_ipmi15)
 
     # ------------------------------------------------------------ plumbing
     def _fail(self, kind, message, hint=None):
         raise BmcError(self.name, kind, _secret_free(message, self.password), hint)
 
-    def _connect(self):
-        if self._cmd is not None:
-            return self._cmd
+    def _new_command(self):
         if self.protocol == 'ipmi':
-            self._cmd = ipmi_command.Command(
-                bmc=self.host, userid=self.user.encode('utf-8'),
-                password=self.password.encode('utf-8'), port=self.port)
-        else:
-            self._cmd = redfish_command.Command(
-                self.host, self.user, self.password, self._verify_callback(), port=self.port)
-        return self._cmd
+            # The policy is this session's own (two entries of one BMC may differ), see pyghmi_compat.
+            with pyghmi_compat.session_policy(self.cipher_suite, self.allow_ipmi15):
+                return ipmi_command.Command(
+                    bmc=self.host, userid=self.user.encode('utf-8'),
+                    password=self.password.encode('utf-8'), port=self.port)
+        kwargs = {'port': self.port}
+        if self.sysurl:
+            kwargs['sysurl'] = self.sysurl
+        return redfish_command.Command(self.host, self.user, self.password, self._verify_callback(), **kwargs)
+
+    def _logout(self, cmd):
+        """End a session, best effort and bounded."""
+        if cmd is None or self.protocol != 'ipmi':
+            return
+        try:
+            run_with_deadline(cmd.ipmi_session.logout, 2.0)
+        except Exception:
+            pass
+
+    def _attempt(self, fn, box):
+        """One attempt of :meth:`call`, in the deadline's thread. When the caller gave up on it
+        (``box['abandoned']``), a session this attempt opened is logged out once it is done,
+        so a login that finished late never holds one of the BMC's few session slots."""
+        cmd = self._cmd
+        try:
+            if cmd is None:
+                cmd = self._new_command()
+                with box['lock']:
+                    abandoned = box['abandoned']
+                    if not abandoned:
+                        self._cmd = cmd
+                if abandoned:
+                    late, cmd = cmd, None
+                    self._logout(late)
+                    return None
+            return fn(cmd)
+        finally:
+            with box['lock']:
+                late = cmd if box['abandoned'] else None
+            # The caller dropped this session when it gave up: end it here, once the BMC answered.
+            self._logout(late)
 
     def _verify_callback(self):
         """Certificate policy for Redfish, as a pyghmi ``verifycallback``.
@@ -239,6 +353,10 @@ class BmcClient:
         if isinstance(exc, ssl.SSLCertVerificationError):
             return (CERTIFICATE, 'its TLS certificate is not trusted: %s' % exc.verify_message,
                     'set bmc_ca_path or bmc_cert_fingerprint, or bmc_validate_certs=false for a lab', False)
+        if 'sysurl is required' in low:
+            # pyghmi: the service manages several ComputerSystems and none was named.
+            return (INVALID, 'manages several systems and none was chosen while %s' % what,
+                    'set bmc_system_id to the id or path of one of its /redfish/v1/Systems members', False)
         if isinstance(exc, pyghmi_exc.UnsupportedFunctionality):
             return (UNSUPPORTED, 'does not support %s: %s' % (what, text), None, False)
         if 'incorrect password' in low or 'unauthorized name' in low or re.search(r'\b401\b', low) \
@@ -288,11 +406,15 @@ class BmcClient:
             if remaining <= 0:
                 self._fail(TIMEOUT, 'no answer within %.1f s while %s' % (self.timeout, what),
                            'check that the BMC is reachable, or raise bmc_timeout')
+            box = {'lock': threading.Lock(), 'abandoned': False}
             try:
                 with self._lock:
-                    return run_with_deadline(lambda: fn(self._connect()), remaining,
+                    PACER.wait((self.host, self.port), self.min_command_interval, deadline)
+                    return run_with_deadline(lambda: self._attempt(fn, box), deadline - time.monotonic(),
                                              name='bmc-%s' % self.name)
             except _Deadline:
+                with box['lock']:
+                    box['abandoned'] = True
                 self._cmd = None
                 self._fail(TIMEOUT, 'no answer within %.1f s while %s' % (self.timeout, what),
                            'check that the BMC is reachable and the user exists, or raise bmc_timeout')
@@ -308,13 +430,7 @@ class BmcClient:
 
     def close(self):
         cmd, self._cmd = self._cmd, None
-        if cmd is None:
-            return
-        try:
-            if self.protocol == 'ipmi':
-                run_with_deadline(cmd.ipmi_session.logout, 2.0)
-        except Exception:
-            pass
+        self._logout(cmd)
 
     # ------------------------------------------------------------ power
     def get_power(self):
@@ -344,8 +460,8 @@ class BmcClient:
             if self.get_power() == state:
                 return time.monotonic() - start
             if time.monotonic() - start >= timeout:
-                self._fail(TIMEOUT, 'power did not reach %r within %s s' % (state, timeout),
-                           'raise the wait timeout, or check the machine')
+                raise PowerWaitTimeout(self.name, TIMEOUT, 'power did not reach %r within %s s' % (state, timeout),
+                                       'raise the wait timeout, or check the machine')
             time.sleep(min(interval, max(0.05, timeout - (time.monotonic() - start))))
             interval = min(interval * 1.5, 3.0)
 
@@ -518,7 +634,8 @@ def client_from_params(params, name=None):
         cipher_suite=params.get('bmc_cipher_suite'), allow_ipmi15=params.get('bmc_allow_ipmi15'),
         timeout=params.get('bmc_timeout'), retries=params.get('bmc_retries'),
         validate_certs=params.get('bmc_validate_certs'), ca_path=params.get('bmc_ca_path'),
-        cert_fingerprint=params.get('bmc_cert_fingerprint'), name=name)
+        cert_fingerprint=params.get('bmc_cert_fingerprint'), name=name, system_id=params.get('bmc_system_id'),
+        min_command_interval=params.get('bmc_min_command_interval'))
 
 
 def fleet_item_params(item, defaults):

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import socket
 import threading
 import time
 
@@ -23,16 +24,21 @@ from ansible_collections.ingot.metal.plugins.module_utils.bmc import (
     BMC_FLEET_ITEM_SPEC,
     BMC_FLEET_SPEC,
     BOOT_DEVICES,
+    DEFAULT_PORTS,
     INVALID,
     TIMEOUT,
+    UNREACHABLE,
     UNSUPPORTED,
     BmcError,
+    PowerWaitTimeout,
+    check_connection_numbers,
+    check_number,
     client_from_params,
     fleet_item_params,
 )
 
 POWER_SPEC = dict(
-    state=dict(type='str', required=True, choices=['on', 'off', 'restarted']),
+    state=dict(type='str', required=True, choices=['on', 'off', 'restarted', 'status']),
     method=dict(type='str', default='graceful', choices=['graceful', 'hard']),
     graceful_timeout=dict(type='int', default=300),
     force_after_timeout=dict(type='bool', default=True),
@@ -68,6 +74,22 @@ ARG_RULES = dict(
 )
 
 
+# Options of the operations that are timeouts or counts: option -> (minimum, strict, maximum).
+OPERATION_NUMBERS = {
+    'power': {'graceful_timeout': (0, False, None), 'wait_timeout': (0, False, None)},
+    'boot': {},
+    'info': {},
+}
+
+
+def check_numbers(op, params, owner):
+    """Refuse out-of-range timeouts and counts before any BMC is contacted."""
+    check_connection_numbers(owner, params)
+    check_number(owner, 'bmc_concurrency', params.get('bmc_concurrency'), 1, False, 1024)
+    for option, (minimum, strict, maximum) in OPERATION_NUMBERS[op].items():
+        check_number(owner, option, params.get(option), minimum, strict, maximum)
+
+
 # ---------------------------------------------------------------- operations
 def _power_off(client, params, actions):
     """Turn the machine off as asked; returns True when it had to be forced."""
@@ -82,13 +104,18 @@ def _power_off(client, params, actions):
     try:
         client.wait_power('off', params['graceful_timeout'])
         return False
+    except PowerWaitTimeout:
+        # The BMC answered all along and the machine stayed on: the OS did not shut down.
+        if not params['force_after_timeout']:
+            raise BmcError(client.name, TIMEOUT,
+                           'the OS did not shut down within graceful_timeout=%s s' % params['graceful_timeout'],
+                           'raise graceful_timeout, set force_after_timeout=true, or use method=hard')
     except BmcError as e:
-        if e.kind != TIMEOUT or not params['force_after_timeout']:
-            if e.kind == TIMEOUT:
-                raise BmcError(client.name, TIMEOUT,
-                               'the OS did not shut down within graceful_timeout=%s s' % params['graceful_timeout'],
-                               'raise graceful_timeout, set force_after_timeout=true, or use method=hard')
-            raise
+        # The BMC stopped answering: nothing says the OS did not shut down, so never force it off.
+        raise BmcError(client.name, e.kind if e.kind != TIMEOUT else UNREACHABLE,
+                       'stopped answering while waiting for the graceful shutdown (soft off was sent); '
+                       'the machine was not forced off: %s' % e.message.replace('BMC %s: ' % client.name, '', 1),
+                       'check the BMC, then run again: a machine already off is left as it is')
     client.power('off')
     actions.append('hard off after graceful_timeout')
     client.wait_power('off', params['wait_timeout'])
@@ -99,6 +126,11 @@ def op_power(client, params, check_mode):
     before = client.get_power()
     state = params['state']
     result = {'changed': False, 'actions': [], 'forced': False}
+    if state == 'status':
+        # Only read: never a change, never an action.
+        result['power'] = before
+        result['diff'] = {'before': {'power': before}, 'after': {'power': before}}
+        return result
     if state == 'on' and before != 'on':
         result['changed'] = True
         if not check_mode:
@@ -157,14 +189,48 @@ def op_boot(client, params, check_mode):
         # Some BMCs (Redfish ones especially) apply a change a moment later: read back until it shows.
         settle = time.monotonic() + min(client.timeout, 15.0)
         after = client.get_boot()
-        while after['device'] != desired['device'] and time.monotonic() < settle:
+        while _boot_differs(after, desired) and time.monotonic() < settle:
             time.sleep(0.5)
             after = client.get_boot()
-        if after['device'] != desired['device']:
-            raise BmcError(client.name, UNSUPPORTED,
-                           'accepted boot device %s but now reports %s' % (desired['device'], after['device']),
-                           'this BMC may not honour boot overrides')
+        _check_boot_kept(client.name, desired, after)
     return {'changed': changed, 'boot': after, 'diff': {'before': dict(before), 'after': dict(after)}}
+
+
+def _boot_differs(after, desired):
+    """What of the read-back differs from what was set: device, persistent, uefi (when both say)."""
+    diff = []
+    if after.get('device') != desired['device']:
+        diff.append('device')
+    elif desired['device'] != 'default':
+        if bool(after.get('persistent')) != bool(desired['persistent']):
+            diff.append('persistent')
+        if desired.get('uefi') is not None and after.get('uefi') is not None \
+                and bool(after['uefi']) != bool(desired['uefi']):
+            diff.append('uefi')
+    return diff
+
+
+def _check_boot_kept(name, desired, after):
+    diff = _boot_differs(after, desired)
+    if not diff:
+        return
+    if 'device' in diff:
+        raise BmcError(name, UNSUPPORTED,
+                       'accepted boot device %s but now reports %s' % (desired['device'], after['device']),
+                       'this BMC may not honour boot overrides')
+    if 'persistent' in diff:
+        kept = 'every boot (persistent)' if after.get('persistent') else 'the next boot only'
+        asked = 'every boot (persistent)' if desired['persistent'] else 'the next boot only'
+        raise BmcError(name, UNSUPPORTED,
+                       'accepted boot device %s for %s but kept it for %s' % (desired['device'], asked, kept),
+                       'this BMC does not keep that kind of override: set persistent=%s and set the device '
+                       'before each boot, or set the boot order in its firmware setup'
+                       % ('false' if desired['persistent'] else 'true'))
+    raise BmcError(name, UNSUPPORTED,
+                   'accepted boot device %s in %s mode but reports %s mode'
+                   % (desired['device'], 'UEFI' if desired['uefi'] else 'legacy BIOS',
+                      'UEFI' if after['uefi'] else 'legacy BIOS'),
+                   'this BMC does not switch the boot mode: leave uefi unset or set the mode in its firmware setup')
 
 
 def op_info(client, params, check_mode):
@@ -219,22 +285,45 @@ def _run_one(op, params, check_mode, name):
         client.close()
 
 
+_ITEM_VALIDATOR = ArgumentSpecValidator(BMC_FLEET_ITEM_SPEC)
+
+
 def _validate_item(item, index):
     if not isinstance(item, dict):
         raise BmcError('bmcs[%d]' % index, INVALID,
                        'each bmcs entry must be a dict (host, port, user, password, ...) or, with the action '
                        'plugin on the controller, an inventory host name; got %s' % type(item).__name__)
-    validator = ArgumentSpecValidator(BMC_FLEET_ITEM_SPEC)
-    res = validator.validate(item)
+    res = _ITEM_VALIDATOR.validate(item)
     if res.error_messages:
         raise BmcError(item.get('name') or item.get('host') or 'bmcs[%d]' % index, INVALID,
                        '; '.join(res.error_messages), 'fix this bmcs entry')
     return res.validated_parameters
 
 
+def _address(merged, resolved):
+    """Which BMC an entry reaches: (IP address, port), the port defaulted by protocol.
+
+    A name is resolved (once per task, ``resolved`` is the cache) so that a BMC given by name and by
+    address is still one BMC; a name that does not resolve stays as written (its login fails later).
+    """
+    protocol = merged.get('bmc_protocol') or 'ipmi'
+    port = merged.get('bmc_port') or DEFAULT_PORTS.get(protocol)
+    host = str(merged.get('bmc_host') or '').strip().lower().rstrip('.')
+    if host not in resolved:
+        try:
+            found = socket.getaddrinfo(host, None, 0, socket.SOCK_DGRAM)
+            addrs = sorted(set(a[4][0] for a in found), key=lambda a: (':' in a, a))
+            resolved[host] = addrs[0] if addrs else host
+        except (socket.error, UnicodeError, ValueError):
+            resolved[host] = host
+    return (resolved[host], port)
+
+
 def _fleet(op, params, check_mode):
     items = params['bmcs']
-    jobs = []
+    resolved = {}
+    groups = {}
+    order = []
     errors = {}
     seen = {}
     for index, item in enumerate(items):
@@ -253,30 +342,40 @@ def _fleet(op, params, check_mode):
         seen[name] = index
         merged = dict(params)
         merged.update(fleet_item_params(valid, params))
-        jobs.append((name, merged))
+        key = _address(merged, resolved)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((name, merged))
     results = {}
     lock = threading.Lock()
-    pending = list(jobs)
+    # Entries that reach the same BMC (address and port) under different names run one after
+    # the other in one worker: a BMC never gets two of our sessions or commands at once.
+    pending = [groups[key] for key in reversed(order)]
+
+    def run(name, merged):
+        try:
+            res = _run_one(op, merged, check_mode, name)
+            res['failed'] = False
+        except BmcError as e:
+            res = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
+        except Exception as e:  # a bug must not lose the other BMCs' results
+            res = {'changed': False, 'failed': True, 'msg': 'BMC %s: internal error: %r' % (name, e),
+                   'error_kind': 'internal'}
+        with lock:
+            results[name] = res
 
     def worker():
         while True:
             with lock:
                 if not pending:
                     return
-                name, merged = pending.pop()
-            try:
-                res = _run_one(op, merged, check_mode, name)
-                res['failed'] = False
-            except BmcError as e:
-                res = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
-            except Exception as e:  # a bug must not lose the other BMCs' results
-                res = {'changed': False, 'failed': True, 'msg': 'BMC %s: internal error: %r' % (name, e),
-                       'error_kind': 'internal'}
-            with lock:
-                results[name] = res
+                group = pending.pop()
+            for name, merged in group:
+                run(name, merged)
 
     threads = [threading.Thread(target=worker, name='bmc-fleet-%d' % i)
-               for i in range(max(1, min(params.get('bmc_concurrency') or 32, len(jobs) or 1)))]
+               for i in range(max(1, min(params.get('bmc_concurrency') or 32, len(pending) or 1)))]
     for t in threads:
         t.daemon = True
         t.start()
@@ -308,6 +407,10 @@ def _fleet(op, params, check_mode):
 
 def execute(op, params, check_mode=False, name=None):
     """Run ``op`` ('power', 'boot' or 'info'); returns a module result dict."""
+    try:
+        check_numbers(op, params, name or params.get('bmc_host') or 'the task')
+    except BmcError as e:
+        return {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
     if params.get('bmcs') is not None:
         return _fleet(op, params, check_mode)
     try:

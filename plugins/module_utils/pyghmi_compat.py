@@ -22,7 +22,11 @@ Fixes (numbers are the quirk numbers of the lab notes):
   the I/O thread then blocks in ``recvfrom`` and the whole process stops.
   Patched: receive with ``MSG_DONTWAIT`` whatever the socket mode.
 * policy - the cipher suite a session proposes and whether a session may fall
-  back to IPMI 1.5 are chosen per BMC through ``set_session_policy``:
+  back to IPMI 1.5 are chosen per session: the thread that creates a
+  ``Command`` inside ``with session_policy(...)`` gives its session that
+  policy, which stays with the session object (its re-logins included), so
+  two entries for one BMC never share it. ``set_session_policy`` remains as a
+  per (host, port) default for sessions made outside such a block:
   suite 3 (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) unless asked otherwise,
   and no IPMI 1.5 unless the caller opted in.
 """
@@ -31,6 +35,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import socket
 import threading
 
@@ -40,6 +45,8 @@ _LOCK = threading.Lock()
 _APPLIED = {}
 # (bmc host as given, port) -> {'hash': 1 or 256, 'allow_ipmi15': bool}
 _POLICY = {}
+# The policy of the sessions the current thread creates (see session_policy).
+_THREAD = threading.local()
 
 IPMI15_REFUSED = ('the BMC offers only IPMI 1.5 (no RMCP+ authentication); '
                   'refused because IPMI 1.5 sends credentials with weak protection. '
@@ -61,13 +68,28 @@ def applied():
 
 def set_session_policy(host, port, cipher_suite=3, allow_ipmi15=False):
     """Choose how sessions to ``host:port`` authenticate."""
-    _POLICY[(host, int(port))] = {
-        'hash': 256 if int(cipher_suite) == 17 else 1,
-        'allow_ipmi15': bool(allow_ipmi15),
-    }
+    _POLICY[(host, int(port))] = make_policy(cipher_suite, allow_ipmi15)
+
+
+def make_policy(cipher_suite=3, allow_ipmi15=False):
+    return {'hash': 256 if int(cipher_suite) == 17 else 1, 'allow_ipmi15': bool(allow_ipmi15)}
+
+
+@contextlib.contextmanager
+def session_policy(cipher_suite=3, allow_ipmi15=False):
+    """Sessions created by this thread inside the block get this policy."""
+    previous = getattr(_THREAD, 'policy', None)
+    _THREAD.policy = make_policy(cipher_suite, allow_ipmi15)
+    try:
+        yield
+    finally:
+        _THREAD.policy = previous
 
 
 def _policy_for(sess):
+    own = getattr(sess, '_ingot_policy', None)
+    if own is not None:
+        return own
     return _POLICY.get((sess.bmc, int(sess.port)), {'hash': 1, 'allow_ipmi15': False})
 
 
@@ -138,6 +160,9 @@ def _fix_session_policy(S):
     def _initsession(self):
         orig_init(self)
         if not getattr(self, 'servermode', False):
+            mine = getattr(_THREAD, 'policy', None)
+            if mine is not None and getattr(self, '_ingot_policy', None) is None:
+                self._ingot_policy = mine
             self.attemptedhash = _policy_for(self)['hash']
 
     _initsession._ingot_fixed = True

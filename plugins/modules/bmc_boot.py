@@ -14,8 +14,10 @@ version_added: 0.1.0
 description:
   - Sets the boot device override (PXE, disk, CD-ROM, BIOS setup, or none), for the next boot only or
     persistently, in UEFI or legacy mode.
-  - Reads the current override first and writes only on a difference, then reads it back to check that the
-    BMC took it.
+  - Reads the current override first and writes only on a difference, then reads it back and compares the
+    whole override (device, persistent or next boot only, UEFI or legacy when the BMC reports it) with what
+    was asked. A BMC that did not keep it (many keep every override for the next boot only) fails the task
+    with a message naming what it kept, instead of reporting a change on every run.
   - Drives one BMC, or a whole fleet inside one task with O(bmcs).
 author:
   - ingot.metal contributors (@ingot-metal)
@@ -51,8 +53,9 @@ options:
       - Request UEFI (V(true)) or legacy BIOS (V(false)) boot. When not set, the current mode is kept.
     type: bool
 notes:
-  - Real firmware does not always honour a persistent override given through IPMI; the module reports what the
-    BMC says after writing.
+  - Real firmware does not always honour a persistent override given through IPMI; the module fails when the
+    BMC's read-back differs from what was asked (set O(persistent=false) and set the device before each boot
+    for such a BMC).
 seealso:
   - module: ingot.metal.bmc_power
 '''

@@ -38,9 +38,12 @@ options:
     description:
       - V(on) powers on; V(off) powers off (see O(method)); V(restarted) restarts a machine that is on and
         powers on one that is off. V(restarted) always reports a change.
+      - V(status) only reads the power state (returned in RV(power), or per BMC in RV(bmcs)); it never
+        acts and never reports a change. M(ingot.metal.bmc_info) with O(ingot.metal.bmc_info#module:gather=power)
+        reads it too.
     type: str
     required: true
-    choices: ['on', 'off', restarted]
+    choices: ['on', 'off', restarted, status]
   method:
     description:
       - How to turn off, for O(state=off) and O(state=restarted).
@@ -51,7 +54,9 @@ options:
     choices: [graceful, hard]
   graceful_timeout:
     description:
-      - Seconds to wait for a graceful shutdown to finish.
+      - Seconds to wait for a graceful shutdown to finish. V(0) or more.
+      - If the BMC stops answering while it waits, the task fails and the machine is never forced off;
+        only a BMC that keeps reporting the machine on shows that the OS did not shut down.
     type: int
     default: 300
   force_after_timeout:
@@ -67,7 +72,7 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds to wait for the BMC to report the requested state after a power on or hard off.
+      - Seconds to wait for the BMC to report the requested state after a power on or hard off. V(0) or more.
     type: int
     default: 120
 seealso:
@@ -97,6 +102,12 @@ EXAMPLES = r'''
   run_once: true
   delegate_to: localhost
 
+- name: Only read the power state (never acts)
+  ingot.metal.bmc_power:
+    state: status
+  delegate_to: localhost
+  register: bmc_power_now
+
 - name: Fleet form with explicit entries and shared credentials
   ingot.metal.bmc_power:
     bmc_user: admin
@@ -110,7 +121,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 power:
-  description: The power state after the task (single BMC form).
+  description: The power state after the task (single BMC form); with O(state=status), the state read.
   returned: success, single BMC form
   type: str
   sample: 'on'

@@ -11,32 +11,77 @@ connection the module is executed on that host as usual.
 
 It also fills unset ``bmc_*`` options from the host's variables of the same
 name, and resolves inventory host names given in ``bmcs``.
+
+The variable ``ingot_bmc_in_process`` (default true) set to false runs the
+module as a module even on the controller: the control arm of the fleet
+benchmark, which separates the in-process gain from the protocol client's.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import BMC_CONNECTION_SPEC, BMC_FLEET_ITEM_SPEC, HAS_PYGHMI
 from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, READ_ONLY, argument_spec, execute
 
 HOSTVAR_OPTIONS = tuple(sorted(BMC_CONNECTION_SPEC))
+IN_PROCESS_VAR = 'ingot_bmc_in_process'
+
+
+def _plain(value):
+    """The value with Ansible's tagged or unsafe wrappers of templated data replaced by plain builtins.
+
+    The operation deep-copies its arguments (argument validation does, once per task and once per fleet
+    entry); a copy of a wrapped value costs a hundred times that of a plain one.
+    """
+    if isinstance(value, dict):
+        return dict((_plain(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return value if value.__class__ is str else ''.join((value,))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
 
 
 def _scrub(value, secrets):
+    """``value`` with every secret (of more than two characters) in its strings replaced by ********."""
+    # A secret of one or two characters would mask half of every message, and protects nothing.
+    words = sorted(set(str(x) for x in secrets if x is not None and len(str(x)) > 2), key=len, reverse=True)
+    if not words:
+        return value
+    # One pattern for all (a fleet has a password per BMC), the longest first.
+    return _scrub_with(value, re.compile('|'.join(re.escape(w) for w in words)))
+
+
+def _scrub_with(value, pattern):
     if isinstance(value, dict):
-        return dict((k, _scrub(v, secrets)) for k, v in value.items())
+        return dict((k, _scrub_with(v, pattern)) for k, v in value.items())
     if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
+        return [_scrub_with(v, pattern) for v in value]
     if isinstance(value, str):
-        for s in (str(x) for x in secrets if x is not None):
-            # A secret of one or two characters would mask half of every message, and protects nothing.
-            if s and len(s) > 2 and s in value:
-                value = value.replace(s, '********')
+        return pattern.sub('********', value)
     return value
+
+
+# One validator per operation, built once when Ansible's main process loads this plugin; the worker processes
+# it forks for each host's task inherit them.
+_VALIDATORS = dict((op, ArgumentSpecValidator(argument_spec(op), **ARG_RULES)) for op in READ_ONLY)
+
+
+def _validator(op):
+    return _VALIDATORS[op]
 
 
 class BmcActionModule(ActionBase):
@@ -113,7 +158,14 @@ class BmcActionModule(ActionBase):
                 if isinstance(item, dict):
                     secrets.append(item.get('password'))
 
-        validation = ArgumentSpecValidator(argument_spec(self.OPERATION), **ARG_RULES).validate(args)
+        if not boolean(self._host_value(task_vars, IN_PROCESS_VAR) if IN_PROCESS_VAR in task_vars else True,
+                       strict=False):
+            # Asked to run the module as a separate process on the controller.
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
+            return _scrub(result, secrets)
+
+        args = _plain(args)
+        validation = _validator(self.OPERATION).validate(args)
         secrets.extend(str(v) for v in getattr(validation, '_no_log_values', ()) or ())
         if validation.error_messages:
             result.update(failed=True, msg='%s: %s' % (self.MODULE, '; '.join(validation.error_messages)))

@@ -2,22 +2,39 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark: power status of a fleet of virtual BMCs, three ways, side by side in one run.
+"""Benchmark: power of a fleet of virtual BMCs, every way side by side in one run.
 
-* baseline: ``community.general.ipmi_power`` (state=on on machines already on), one task per host, forks=20;
-* ingot per-host form: ``ingot.metal.bmc_power`` state=on, one task per host (delegate_to: localhost), forks=20;
-* ingot fleet form: ``ingot.metal.bmc_power`` with ``bmcs: "{{ groups['fleet'] }}"``, one task.
+Arms (whole ``ansible-playbook`` runs through ansible-runner, except ipmitool):
 
-Whole ``ansible-playbook`` runs through ansible-runner, in alternating order, ``--rounds`` times; the medians
+* ``baseline``: ``community.general.ipmi_power`` (state=on on machines already on), one task per host, forks=20;
+* ``control``: ``ingot.metal.bmc_power`` per host with its action plugin off (``ingot_bmc_in_process=false``):
+  a module process per host, as the baseline, but the collection's protocol client. Against the baseline it
+  shows the protocol client's gain; against ``per_host`` the gain of running in the controller's process;
+* ``per_host``: ``ingot.metal.bmc_power`` state=on, one task per host (delegate_to: localhost), forks=20;
+* ``fleet``: ``ingot.metal.bmc_power`` with ``bmcs: "{{ groups['fleet'] }}"``, one task (default concurrency);
+* ``ipmitool``: ``ipmitool power status`` per BMC, 20 in parallel (as ``xargs -P 20``);
+* ``fleet_20ms`` and ``ipmitool_20ms``: the same with every vBMC delaying each answer by 20 ms (a real BMC
+  answers in 5-50 ms; on loopback in microseconds);
+* ``fleet_scale``: the fleet form on a second lab of ``--scale-bmcs`` (1,000) vBMCs, with the peak memory of
+  the controller (the sum of the proportional set size of ansible-playbook and its workers).
+
+Every arm runs in each of ``--rounds`` rounds, in an order that alternates from round to round; the medians
 and their ratios are printed. Every run must report every BMC on, or the benchmark fails: speed of a wrong
-answer is not measured. Targets (DESIGN.md): fleet >= 25x, per-host >= 5x the baseline.
+answer is not measured.
+
+Targets: fleet >= 40x and per-host >= 11x the baseline; fleet_20ms <= 2x fleet; fleet_scale (1,000 BMCs) <= 5.5x
+fleet (200). The full form exits 1 on a missed target. ``--short`` runs every arm once on a small fleet to prove
+that the benchmark works: it prints the ratios and does not judge them.
 """
 
 import argparse
+import concurrent.futures
 import os
 import statistics
 import sys
 import tempfile
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
@@ -26,7 +43,11 @@ sys.path.insert(0, os.path.join(HERE, '..', '..', 'lab'))
 from ingot_testlib import run_playbook  # noqa: E402
 from ingot_lab.testing import start_lab  # noqa: E402
 
-TARGETS = {'fleet': 25.0, 'per_host': 5.0}
+TARGETS = {'fleet': 40.0, 'per_host': 11.0}   # at least, x the baseline
+LATENCY_TARGET = 2.0                          # fleet_20ms / fleet, at most
+SCALE_TARGET = 5.5                            # fleet_scale / fleet, at most
+LATENCY = 0.020
+PASSWORD = 'Bench-pw-2026'
 
 
 def per_host(module, args):
@@ -34,21 +55,35 @@ def per_host(module, args):
              'tasks': [{'name': 'power', module: args, 'delegate_to': 'localhost'}]}]
 
 
+def fleet_play():
+    return [{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{
+        'name': 'power', 'ingot.metal.bmc_power': {'state': 'on', 'bmcs': "{{ groups['fleet'] }}"}}]}]
+
+
 def plays():
     return {
         'baseline': per_host('community.general.ipmi_power', {
             'name': '{{ bmc_host }}', 'port': '{{ bmc_port }}', 'user': '{{ bmc_user }}',
             'password': '{{ bmc_password }}', 'state': 'on'}),
+        'control': per_host('ingot.metal.bmc_power', {'state': 'on'}),
         'per_host': per_host('ingot.metal.bmc_power', {'state': 'on'}),
-        'fleet': [{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{
-            'name': 'power', 'ingot.metal.bmc_power': {'state': 'on', 'bmcs': "{{ groups['fleet'] }}"}}]}],
+        'fleet': fleet_play(),
     }
+
+
+def inventory_of(lab, **group_vars):
+    hosts = dict((b.name, {'bmc_host': b.host, 'bmc_port': b.port, 'bmc_user': b.user,
+                           'bmc_password': b.password}) for b in lab.bmcs)
+    group = {'hosts': hosts}
+    if group_vars:
+        group['vars'] = group_vars
+    return {'all': {'children': {'fleet': group}}}
 
 
 def check(name, result, n):
     if result.status != 'successful':
         raise SystemExit('%s run failed:\n%s' % (name, result.stdout[-4000:]))
-    if name == 'fleet':
+    if name.startswith('fleet'):
         res = result.one('power').result
         on = sum(1 for r in res['bmcs'].values() if r.get('power') == 'on')
     else:
@@ -57,46 +92,235 @@ def check(name, result, n):
         raise SystemExit('%s run: %d of %d BMCs answered on' % (name, on, n))
 
 
+class PeakMemory:
+    """Samples the proportional set size (PSS) of the controller (ansible-playbook and its workers) among this
+    process's descendants every 50 ms; keeps the peak."""
+
+    def __init__(self, interval=0.05):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _descendants(root):
+        children = {}
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % entry) as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+        found, todo = [], list(children.get(root, []))
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    @staticmethod
+    def _pss_kib(pid):
+        try:
+            with open('/proc/%d/smaps_rollup' % pid) as f:
+                for line in f:
+                    if line.startswith('Pss:'):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    @staticmethod
+    def _is_controller(pid):
+        """ansible-playbook and its forked workers; not the lab's vBMC servers, also children of this process."""
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                return b'ansible-playbook' in f.read()
+        except OSError:
+            return False
+
+    def _run(self):
+        me = os.getpid()
+        while not self._stop.is_set():
+            total = sum(self._pss_kib(pid) for pid in self._descendants(me) if self._is_controller(pid))
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def ipmitool_sweep(lab, parallel=20):
+    """``ipmitool power status`` of every BMC, ``parallel`` processes at a time; returns seconds."""
+    def one(b):
+        out = b.ipmitool('power', 'status', timeout=60)
+        return out.returncode == 0 and 'is on' in out.stdout
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        answers = list(pool.map(one, lab.bmcs))
+    took = time.monotonic() - start
+    if not all(answers):
+        raise SystemExit('ipmitool: %d of %d BMCs answered on' % (sum(answers), len(answers)))
+    return took
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--bmcs', type=int, default=200)
+    ap.add_argument('--short', action='store_true',
+                    help='every arm once on a small fleet: proves the benchmark works, does not judge the ratios')
+    ap.add_argument('--bmcs', type=int)
+    ap.add_argument('--scale-bmcs', type=int)
     ap.add_argument('--forks', type=int, default=20)
-    ap.add_argument('--rounds', type=int, default=int(os.environ.get('INGOT_BENCH_ROUNDS', '2')))
-    ap.add_argument('--processes', type=int, default=2, help='vBMC server processes')
+    ap.add_argument('--rounds', type=int)
+    ap.add_argument('--processes', type=int, help='vBMC server processes of the main lab')
+    ap.add_argument('--scale-processes', type=int, help='vBMC server processes of the scale lab')
     args = ap.parse_args()
+    short = args.short
+    n = args.bmcs or (20 if short else 200)
+    n_scale = args.scale_bmcs or (5 * n if short else 1000)
+    rounds = args.rounds or (1 if short else int(os.environ.get('INGOT_BENCH_ROUNDS', '5')))
+    if not short and rounds < 5:
+        ap.error('the full form needs at least 5 rounds (got %d); use --short for a quick check' % rounds)
+    processes = args.processes or max(1, n // 100)
+    scale_processes = args.scale_processes or max(1, n_scale // 125)
 
     work = tempfile.mkdtemp(prefix='ingot-bench-fleet-')
-    print('bench_bmc_fleet: %d virtual BMCs, forks=%d, %d rounds' % (args.bmcs, args.forks, args.rounds), flush=True)
-    with start_lab(os.path.join(work, 'lab'), n=args.bmcs, processes=args.processes, password='Bench-pw-2026') as lab:
-        hosts = dict((b.name, {'bmc_host': b.host, 'bmc_port': b.port, 'bmc_user': b.user,
-                               'bmc_password': b.password}) for b in lab.bmcs)
-        inventory = {'all': {'children': {'fleet': {'hosts': hosts}}}}
+    print('bench_bmc_fleet%s: %d virtual BMCs (%d processes), scale arm %d (%d processes), forks=%d, %d rounds'
+          % (' --short' if short else '', n, processes, n_scale, scale_processes, args.forks, rounds), flush=True)
+    load_before = open('/proc/loadavg').read().strip()
+    print('  load before: %s' % load_before, flush=True)
+    times = {}
+    memory = {}
+
+    def record(name, seconds):
+        times.setdefault(name, []).append(seconds)
+
+    with start_lab(os.path.join(work, 'lab'), n=n, processes=processes, password=PASSWORD) as lab, \
+            start_lab(os.path.join(work, 'scale'), n=n_scale, processes=scale_processes, prefix='s',
+                      password=PASSWORD) as scale:
+        inventory = inventory_of(lab)
+        control_inventory = inventory_of(lab, ingot_bmc_in_process=False)
+        scale_inventory = inventory_of(scale)
         books = plays()
+
+        def playbook_arm(name, rnd):
+            inv = {'control': control_inventory}.get(name, inventory)
+            r = run_playbook(books[name], inv, forks=args.forks, workdir=os.path.join(work, '%s-%d' % (name, rnd)))
+            check(name, r, n)
+            return r.seconds
+
+        def fleet_latency(rnd):
+            r = run_playbook(books['fleet'], inventory, workdir=os.path.join(work, 'fleet_20ms-%d' % rnd))
+            check('fleet_20ms', r, n)
+            return r.seconds
+
+        def fleet_scale(rnd):
+            with PeakMemory() as mem:
+                r = run_playbook(fleet_play(), scale_inventory, workdir=os.path.join(work, 'scale-%d' % rnd))
+            check('fleet_scale', r, n_scale)
+            memory.setdefault('fleet_scale', []).append(mem.peak)
+            return r.seconds
+
+        def fleet_measured(rnd):
+            with PeakMemory() as mem:
+                seconds = playbook_arm('fleet', rnd)
+            memory.setdefault('fleet', []).append(mem.peak)
+            return seconds
+
         # Power everything on first (not measured), so every run below only reads the state.
-        check('fleet', run_playbook(books['fleet'], inventory, workdir=os.path.join(work, 'warmup')), args.bmcs)
-        times = {name: [] for name in books}
-        for rnd in range(args.rounds):
-            order = list(books) if rnd % 2 == 0 else list(reversed(list(books)))
-            for name in order:
-                r = run_playbook(books[name], inventory, forks=args.forks,
-                                 workdir=os.path.join(work, '%s-%d' % (name, rnd)))
-                check(name, r, args.bmcs)
-                times[name].append(r.seconds)
-                print('  round %d %-9s %6.2f s' % (rnd + 1, name, r.seconds), flush=True)
+        check('fleet', run_playbook(books['fleet'], inventory, workdir=os.path.join(work, 'warmup')), n)
+        check('fleet_scale', run_playbook(fleet_play(), scale_inventory, workdir=os.path.join(work, 'warmup-s')),
+              n_scale)
+
+        arms = {
+            'baseline': lambda rnd: playbook_arm('baseline', rnd),
+            'control': lambda rnd: playbook_arm('control', rnd),
+            'per_host': lambda rnd: playbook_arm('per_host', rnd),
+            'fleet': fleet_measured,
+            'ipmitool': lambda rnd: ipmitool_sweep(lab),
+            'fleet_scale': fleet_scale,
+        }
+        latency_arms = {'fleet_20ms': fleet_latency, 'ipmitool_20ms': lambda rnd: ipmitool_sweep(lab)}
+        for rnd in range(rounds):
+            # Every other round runs the arms in the reverse order (the latency block, first in one round,
+            # is last in the next, and its two arms swap too).
+            latency_order = list(latency_arms) if rnd % 2 == 0 else list(reversed(list(latency_arms)))
+            blocks = [('latency', latency_order)] + [(name, None) for name in arms]
+            if rnd % 2:
+                blocks.reverse()
+            for name, sub in blocks:
+                if sub is None:
+                    seconds = arms[name](rnd)
+                    record(name, seconds)
+                    print('  round %d %-13s %7.2f s' % (rnd + 1, name, seconds), flush=True)
+                    continue
+                lab.set_fault(delay=LATENCY)
+                try:
+                    for lname in sub:
+                        seconds = latency_arms[lname](rnd)
+                        record(lname, seconds)
+                        print('  round %d %-13s %7.2f s' % (rnd + 1, lname, seconds), flush=True)
+                finally:
+                    lab.clear_faults()
+    load_after = open('/proc/loadavg').read().strip()
+
     med = dict((name, statistics.median(t)) for name, t in times.items())
+    misses = []
     print()
-    print('%-40s %8s %8s %8s' % ('', 'median s', 'ratio', 'target'))
-    print('%-40s %8.2f %8s %8s' % ('community.general.ipmi_power, forks=%d' % args.forks, med['baseline'], '1.0x', ''))
-    verdicts = []
+    print('%-52s %8s %8s %10s' % ('', 'median s', 'ratio', 'target'))
+    print('%-52s %8.2f %8s' % ('community.general.ipmi_power, forks=%d' % args.forks, med['baseline'], '1.0x'))
+    print('%-52s %8.2f %7.1fx %10s' % (
+        'control: bmc_power per host, action plugin off', med['control'], med['baseline'] / med['control'], '(none)'))
     for name, label in (('per_host', 'ingot.metal.bmc_power per host, forks=%d' % args.forks),
                         ('fleet', 'ingot.metal.bmc_power fleet form')):
         ratio = med['baseline'] / med[name]
         ok = ratio >= TARGETS[name]
-        verdicts.append(ok)
-        print('%-40s %8.2f %7.1fx %7.0fx %s' % (label, med[name], ratio, TARGETS[name], 'met' if ok else 'MISSED'))
-    print('bench_bmc_fleet: ratios fleet %.1fx, per-host %.1fx against the baseline'
-          % (med['baseline'] / med['fleet'], med['baseline'] / med['per_host']))
+        if not ok:
+            misses.append('%s %.1fx < %.0fx' % (name, ratio, TARGETS[name]))
+        print('%-52s %8.2f %7.1fx %9s %s' % (
+            label, med[name], ratio, '>= %.0fx' % TARGETS[name], '' if short else ('met' if ok else 'MISSED')))
+    print('%-52s %8.2f %7.1fx %10s' % (
+        'ipmitool power status, 20 in parallel', med['ipmitool'], med['baseline'] / med['ipmitool'], '(none)'))
+    latency = med['fleet_20ms'] / med['fleet']
+    print('%-52s %8.2f %7.2fx %9s %s' % (
+        'fleet form, 20 ms BMC latency / without', med['fleet_20ms'], latency, '<= %.1fx' % LATENCY_TARGET,
+        '' if short else ('met' if latency <= LATENCY_TARGET else 'MISSED')))
+    if latency > LATENCY_TARGET:
+        misses.append('fleet_20ms %.2fx > %.1fx' % (latency, LATENCY_TARGET))
+    print('%-52s %8.2f %7.2fx %10s' % (
+        'ipmitool, 20 ms BMC latency / without', med['ipmitool_20ms'], med['ipmitool_20ms'] / med['ipmitool'],
+        '(none)'))
+    scale_ratio = med['fleet_scale'] / med['fleet']
+    print('%-52s %8.2f %7.2fx %9s %s' % (
+        'fleet form, %d BMCs / %d BMCs' % (n_scale, n), med['fleet_scale'], scale_ratio, '<= %.1fx' % SCALE_TARGET,
+        '' if short else ('met' if scale_ratio <= SCALE_TARGET else 'MISSED')))
+    if scale_ratio > SCALE_TARGET:
+        misses.append('fleet_scale %.2fx > %.1fx' % (scale_ratio, SCALE_TARGET))
+    mem_small, mem_scale = max(memory['fleet']) / 1024.0, max(memory['fleet_scale']) / 1024.0
+    print('peak controller memory (PSS of ansible-playbook and its workers): %d BMCs %.0f MiB, %d BMCs %.0f MiB'
+          % (n, mem_small, n_scale, mem_scale))
+    print('load average (1, 5, 15 min): before the arms %s; after %s' % (load_before, load_after))
+    print('bench_bmc_fleet: ratios fleet %.1fx, per-host %.1fx, control %.1fx against the baseline; '
+          'latency %.2fx; scale %.2fx'
+          % (med['baseline'] / med['fleet'], med['baseline'] / med['per_host'], med['baseline'] / med['control'],
+             latency, scale_ratio))
+    if short:
+        print('bench_bmc_fleet --short: every arm ran; ratios not judged')
+        return 0
+    if misses:
+        print('bench_bmc_fleet: MISSED %s' % '; '.join(misses))
+        return 1
+    print('bench_bmc_fleet: every target met')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

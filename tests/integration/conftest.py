@@ -62,17 +62,18 @@ REDFISH_USER = 'rfadmin'
 REDFISH_PASSWORD = 'Rf-s3cret-pw-93'
 
 
-@pytest.fixture(scope='session')
-def sushy(tmp_path_factory, tls_cert):
-    """sushy-tools' Redfish emulator (fake systems driver) over HTTPS, with basic auth."""
+def _start_sushy(tmp_path_factory, tls_cert, name, extra_config=''):
+    """sushy-tools' Redfish emulator (fake systems driver) over HTTPS, with basic auth and its own state."""
     import bcrypt
 
-    d = tmp_path_factory.mktemp('sushy')
+    d = tmp_path_factory.mktemp(name)
     cert, key = tls_cert[0], tls_cert[1]
     auth = d / 'htpasswd'
     auth.write_text('%s:%s\n' % (REDFISH_USER, bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(4)).decode()))
     conf = d / 'sushy.conf'
-    conf.write_text('SUSHY_EMULATOR_AUTH_FILE = %r\n' % str(auth))
+    # Its own state folder: two emulators with the default one share their systems.
+    conf.write_text('SUSHY_EMULATOR_AUTH_FILE = %r\nSUSHY_EMULATOR_STATE_DIR = %r\n%s'
+                    % (str(auth), str(d / 'state'), extra_config))
     port = free_port()
     log = open(d / 'sushy.log', 'w')
     proc = subprocess.Popen([os.path.join(BIN, 'sushy-emulator'), '--fake', '-i', '127.0.0.1', '-p', str(port),
@@ -95,6 +96,29 @@ def sushy(tmp_path_factory, tls_cert):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope='session')
+def sushy(tmp_path_factory, tls_cert):
+    """sushy-tools' Redfish emulator with its default single system."""
+    yield from _start_sushy(tmp_path_factory, tls_cert, 'sushy')
+
+
+SUSHY_SYSTEMS = [
+    {'uuid': '2f0c8a7e-5b1d-4d6e-9a43-000000000001', 'name': 'blade1', 'power_state': 'Off',
+     'nics': [{'mac': '02:00:0a:fb:01:01', 'ip': '172.22.0.101'}]},
+    {'uuid': '2f0c8a7e-5b1d-4d6e-9a43-000000000002', 'name': 'blade2', 'power_state': 'Off',
+     'nics': [{'mac': '02:00:0a:fb:01:02', 'ip': '172.22.0.102'}]},
+]
+
+
+@pytest.fixture(scope='session')
+def sushy_multi(tmp_path_factory, tls_cert):
+    """A Redfish service managing two systems (a chassis of blades): the system must be named."""
+    extra = 'SUSHY_EMULATOR_FAKE_SYSTEMS = %r\n' % (SUSHY_SYSTEMS,)
+    for running in _start_sushy(tmp_path_factory, tls_cert, 'sushy-multi', extra):
+        running['systems'] = [s['uuid'] for s in SUSHY_SYSTEMS]
+        yield running
 
 
 class _Garbage(BaseHTTPRequestHandler):

@@ -25,7 +25,7 @@ PASSWORD = 'Bmc-Secret-pw-4711'
 
 @pytest.fixture(scope='module')
 def vlab(tmp_path_factory):
-    with start_lab(tmp_path_factory.mktemp('vlab'), n=30, password=PASSWORD, nics=2, soft_off_delay=1.0) as lab:
+    with start_lab(tmp_path_factory.mktemp('vlab'), n=40, password=PASSWORD, nics=2, soft_off_delay=1.0) as lab:
         lab.unused = [b.name for b in lab.bmcs]
         yield lab
 
@@ -314,3 +314,126 @@ def test_verb_playbooks(vlab, take, tmp_path):
     r = run_playbook(os.path.join(REPO, 'playbooks', 'start.yml'), inv, extravars={'name': 'nothing-like-this'})
     assert r.status == 'failed'
     assert 'No host of the inventory matches name=nothing-like-this' in r.stdout
+
+
+# ---------------------------------------------------------------- issue 11, items 11 to 15, on the virtual BMC
+def _collection():
+    """The collection's BMC layer, imported from this checkout (for the tests that drive it directly)."""
+    from ingot_testlib import collections_path
+    if collections_path() not in sys.path:
+        sys.path.insert(0, collections_path())
+    from ansible_collections.ingot.metal.plugins.module_utils import bmc, bmc_actions
+    return bmc, bmc_actions
+
+
+def test_persistent_boot_not_kept_by_the_bmc_fails_clearly(vlab, take):
+    """Item 11: a BMC that keeps a persistent override for the next boot only is not a success."""
+    (name,) = take(1)
+    vlab.set_fault(name, next_boot_only=True)
+    inv = inventory(vlab, [name])
+    task = {'name': 'boot', 'ingot.metal.bmc_boot': {'device': 'pxe', 'persistent': True}}
+    for dummy in range(2):                        # not "changed" run after run: a failure each time
+        r = run_playbook(per_host(task), inv)
+        res = r.one('boot')
+        assert res.status == 'failed', r.stdout
+        assert name in res.result['msg'] and 'kept it for the next boot only' in res.result['msg']
+        assert 'persistent=false' in res.result['msg']
+    state = vlab.machine_state(name)['boot']
+    assert state['device'] == 'pxe' and state['persistent'] is False
+    out = vlab.bmc(name).ipmitool('chassis', 'bootparam', 'get', '5', check=True).stdout
+    assert 'Options apply to only next boot' in out
+    # next boot only, as this BMC keeps it: a success, and idempotent
+    once = {'name': 'boot', 'ingot.metal.bmc_boot': {'device': 'pxe', 'persistent': False}}
+    assert run_playbook(per_host(once), inv).status == 'successful'
+
+
+def test_power_state_status_only_reads_and_agrees_with_ipmitool(vlab, take):
+    """Item 15: state=status, per host and in the fleet form."""
+    a, b = take(2)
+    inv = inventory(vlab, [a, b])
+    assert run_playbook(per_host({'name': 'on', 'ingot.metal.bmc_power': {'state': 'on'}}), inv,
+                        limit=a).status == 'successful'
+    r = run_playbook(per_host({'name': 'status', 'ingot.metal.bmc_power': {'state': 'status'}}), inv)
+    assert r.status == 'successful', r.stdout
+    assert r.count('changed') == 0
+    for name in (a, b):
+        assert r.one('status', name).result['power'] == ipmitool_power(vlab, name) == power(vlab, name)
+    r = run_playbook(fleet({'name': 'status', 'ingot.metal.bmc_power': {'state': 'status', 'bmcs': [a, b]}}), inv)
+    res = r.one('status').result
+    assert res['changed'] is False
+    assert {n: res['bmcs'][n]['power'] for n in (a, b)} == {a: 'on', b: 'off'}
+    assert (power(vlab, a), power(vlab, b)) == ('on', 'off')
+
+
+def test_bmc_timeout_zero_is_refused(vlab, take):
+    """Item 12."""
+    (name,) = take(1)
+    r = run_playbook(per_host({'name': 'on', 'ingot.metal.bmc_power': {'state': 'on', 'bmc_timeout': 0}}),
+                     inventory(vlab, [name]))
+    res = r.one('on')
+    assert res.status == 'failed' and 'bmc_timeout=0' in res.result['msg'] and name in res.result['msg']
+    assert power(vlab, name) == 'off'
+
+
+def test_one_bmc_under_two_names_gets_one_session_at_a_time(vlab, take):
+    """Item 13: by address and by name, one BMC with a single session slot: both entries succeed."""
+    (name,) = take(1)
+    b = vlab.bmc(name)
+    vlab.set_fault(name, max_sessions=1)
+    entries = [{'name': 'by-address', 'host': '127.0.0.1', 'port': b.port},
+               {'name': 'by-name', 'host': 'localhost', 'port': b.port}]
+    task = {'name': 'info', 'ingot.metal.bmc_info': {
+        'gather': ['power', 'guid', 'device'], 'bmc_user': b.user, 'bmc_password': b.password, 'bmc_retries': 0,
+        'bmcs': entries}}
+    for dummy in range(3):
+        r = run_playbook(fleet(task), {'all': {'hosts': {}}})
+        assert r.status == 'successful', r.stdout
+        res = r.one('info').result
+        assert res['bmcs']['by-address']['bmc_info']['guid'] == res['bmcs']['by-name']['bmc_info']['guid']
+
+
+def test_a_bmc_that_stops_answering_during_a_graceful_off_is_not_forced(vlab, take):
+    """Item 14: losing the BMC while waiting for the OS is an error, never a reason to cut the power."""
+    (name,) = take(1)
+    bmc, bmc_actions = _collection()
+    b = vlab.bmc(name)
+    b.ipmitool('power', 'on', check=True)
+    client = bmc.BmcClient(b.host, user=b.user, password=b.password, port=b.port, timeout=2.0, retries=1, name=name)
+    sent = []
+    orig = client.power
+
+    def power_then_lose_the_bmc(action):
+        sent.append(action)
+        orig(action)
+        if action == 'shutdown':
+            vlab.set_fault(name, drop=1.0)
+    client.power = power_then_lose_the_bmc
+    params = dict(state='off', method='graceful', graceful_timeout=30, force_after_timeout=True, wait=True,
+                  wait_timeout=30)
+    try:
+        with pytest.raises(bmc.BmcError) as e:
+            bmc_actions.op_power(client, params, check_mode=False)
+    finally:
+        vlab.clear_faults(name)
+        client.close()
+    assert sent == ['shutdown']
+    assert 'stopped answering while waiting for the graceful shutdown' in e.value.message
+    assert 'not forced off' in e.value.message and name in e.value.message
+    assert vlab.machine_state(name)['last_power_change']['why'] == 'soft-off'
+
+
+def test_a_login_that_finishes_late_is_logged_out(vlab, take):
+    """Item 14: a session whose login finished after the deadline does not keep the BMC's only slot."""
+    (name,) = take(1)
+    bmc, dummy = _collection()
+    b = vlab.bmc(name)
+    vlab.set_fault(name, delay=0.4, max_sessions=1)
+    client = bmc.BmcClient(b.host, user=b.user, password=b.password, port=b.port, timeout=1.0, retries=0, name=name)
+    with pytest.raises(bmc.BmcError) as e:
+        client.get_power()
+    assert e.value.kind == bmc.TIMEOUT
+    vlab.set_fault(name, delay=0)
+    time.sleep(4)                                   # the late login and its command finish meanwhile
+    out = b.ipmitool('power', 'status', timeout=30)  # needs the single session slot
+    assert out.returncode == 0, out.stderr
+    assert 'Chassis Power is' in out.stdout

@@ -127,3 +127,46 @@ def test_garbage_answer_fails_clearly_within_timeout(garbage_https):
     assert res.result['error_kind'] == 'protocol', res.result
     assert 'junk' in res.result['msg'] and 'Redfish' in res.result['msg']
     assert elapsed < 10 + 15, 'the failure took %.1f s' % elapsed
+
+
+def get_json(sushy, path):
+    auth = base64.b64encode(('%s:%s' % (sushy['user'], sushy['password'])).encode()).decode()
+    req = urllib.request.Request('https://127.0.0.1:%d%s' % (sushy['port'], path),
+                                 headers={'Authorization': 'Basic ' + auth})
+    with urllib.request.urlopen(req, context=sushy['context'], timeout=5) as r:
+        return json.load(r)
+
+
+def test_a_service_with_several_systems_needs_and_takes_bmc_system_id(sushy_multi):
+    """Issue 11 item 10: pick one system of a multi-system Redfish service, by id or by path."""
+    first, second = sushy_multi['systems']
+    task = {'name': 'power', 'ingot.metal.bmc_power': {'state': 'on', 'method': 'hard', 'wait_timeout': 60}}
+
+    r = run_playbook(play(task), inventory(sushy_multi))
+    res = r.one('power')
+    assert res.status == 'failed'
+    assert res.result['error_kind'] == 'invalid', res.result
+    assert 'rf1' in res.result['msg'] and 'bmc_system_id' in res.result['msg']
+
+    r = run_playbook(play(task), inventory(sushy_multi, bmc_system_id=second))
+    assert r.status == 'successful', r.stdout
+    assert r.one('power').result['power'] == 'on'
+    assert get_json(sushy_multi, '/redfish/v1/Systems/%s' % second)['PowerState'] == 'On'
+    assert get_json(sushy_multi, '/redfish/v1/Systems/%s' % first)['PowerState'] == 'Off'
+
+    info = {'name': 'info', 'ingot.metal.bmc_info': {'gather': ['guid', 'power']}}
+    r = run_playbook(play(info), inventory(sushy_multi, bmc_system_id='/redfish/v1/Systems/%s' % first))
+    assert r.status == 'successful', r.stdout
+    assert r.one('info').result['bmc_info'] == {'guid': first, 'power': 'off'}
+
+    # the fleet form: one entry per system of the same service
+    fleet = [{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{
+        'name': 'info', 'ingot.metal.bmc_info': {
+            'gather': ['guid'], 'bmc_protocol': 'redfish', 'bmc_user': sushy_multi['user'],
+            'bmc_password': sushy_multi['password'], 'bmc_ca_path': sushy_multi['cert'],
+            'bmcs': [{'name': 'blade%d' % i, 'host': sushy_multi['host'], 'port': sushy_multi['port'],
+                      'system_id': uuid} for i, uuid in enumerate((first, second), 1)]}}]}]
+    r = run_playbook(fleet, {'all': {'hosts': {}}})
+    assert r.status == 'successful', r.stdout
+    got = r.one('info').result['bmcs']
+    assert got['blade1']['bmc_info']['guid'] == first and got['blade2']['bmc_info']['guid'] == second

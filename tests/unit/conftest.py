@@ -97,11 +97,13 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(autouse=True)
 def _isolated_session_policy():
-    """Every BmcClient records a session policy in a process-wide table: restore it after each test."""
+    """The session policy table and the per-BMC command pacing are process-wide: each test starts afresh."""
     saved = dict(pyghmi_compat._POLICY)
+    bmc.PACER.reset()
     yield
     pyghmi_compat._POLICY.clear()
     pyghmi_compat._POLICY.update(saved)
+    bmc.PACER.reset()
 
 
 def _no_real_bmc(*args, **kwargs):

@@ -24,7 +24,7 @@ import uuid
 
 from pyghmi import exceptions as pyghmi_exc
 
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import TIMEOUT, BmcError
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import TIMEOUT, PowerWaitTimeout
 
 # pyghmi's boot device names (what Command.get_bootdev returns), by our names.
 PYGHMI_BOOT = {'pxe': 'network', 'disk': 'hd', 'cdrom': 'optical', 'bios': 'setup', 'default': 'default'}
@@ -39,11 +39,13 @@ class FakeClient:
     ``cycle_seconds``: how long a power cycle keeps the machine off.
     ``ignore_boot``: the BMC accepts a boot override but does not apply it.
     ``boot_lag``: how many reads still show the old override after a write.
+    ``keeps``: what of a boot override the BMC keeps; ``{'persistent': False}`` is a BMC that silently
+    keeps every override for the next boot only, ``{'uefi': False}`` one that stays in legacy mode.
     ``failures``: method name -> BmcError raised by that method.
     """
 
     def __init__(self, power='off', boot=None, name='node1 (10.0.0.21:623)', shutdown_seconds=5,
-                 cycle_seconds=3, ignore_boot=False, boot_lag=0, failures=None, fru=None, timeout=1.0):
+                 cycle_seconds=3, ignore_boot=False, boot_lag=0, failures=None, fru=None, timeout=1.0, keeps=None):
         self.name = name
         self.timeout = timeout
         self.calls = []
@@ -55,6 +57,7 @@ class FakeClient:
         self.boot = dict(boot or {'device': 'disk', 'persistent': True, 'uefi': False})
         self.ignore_boot = ignore_boot
         self.boot_lag = boot_lag
+        self.keeps = dict(keeps or {})
         self._boot_pending = None  # [reads left, override]
         self.failures = dict(failures or {})
         self.fru_data = fru if fru is not None else {
@@ -113,11 +116,13 @@ class FakeClient:
         start = self.clock
         while True:
             self._settle()
+            if 'get_power' in self.failures:     # it polls the power state: a BMC that stopped answering
+                raise self.failures['get_power']
             if self._power == state:
                 return self.clock - start
             if self.clock - start >= timeout:
-                raise BmcError(self.name, TIMEOUT, 'power did not reach %r within %s s' % (state, timeout),
-                               'raise the wait timeout, or check the machine')
+                raise PowerWaitTimeout(self.name, TIMEOUT, 'power did not reach %r within %s s' % (state, timeout),
+                                       'raise the wait timeout, or check the machine')
             self.clock += interval
 
     # -- boot
@@ -133,7 +138,9 @@ class FakeClient:
     def set_boot(self, device, persistent=False, uefi=False):
         self._record('set_boot', device, persistent, uefi)
         if not self.ignore_boot:
-            self._boot_pending = [self.boot_lag, {'device': device, 'persistent': persistent, 'uefi': uefi}]
+            kept = {'device': device, 'persistent': persistent, 'uefi': uefi}
+            kept.update(self.keeps)
+            self._boot_pending = [self.boot_lag, kept]
 
     # -- facts
     def device_id(self):

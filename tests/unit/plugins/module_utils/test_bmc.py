@@ -94,11 +94,23 @@ def test_client_without_host_is_invalid():
     assert str(e.value).startswith('BMC node7: ')
 
 
-def test_ipmi_client_records_its_session_policy():
-    BmcClient('10.0.0.31', cipher_suite=17, allow_ipmi15=True)
-    BmcClient('10.0.0.32', port=6230)
-    assert pyghmi_compat._POLICY[('10.0.0.31', 623)] == {'hash': 256, 'allow_ipmi15': True}
-    assert pyghmi_compat._POLICY[('10.0.0.32', 6230)] == {'hash': 1, 'allow_ipmi15': False}
+def test_ipmi_client_logs_in_under_its_own_session_policy(monkeypatch):
+    """Issue 11 item 14: the cipher policy is the entry's own, not the last one set for (host, port)."""
+    seen = []
+
+    def command(**kwargs):
+        policy = pyghmi_compat._THREAD.policy
+        seen.append((kwargs['port'], policy))
+        return object()
+
+    monkeypatch.setattr(bmc.ipmi_command, 'Command', command)
+    a = BmcClient('10.0.0.31', cipher_suite=17, allow_ipmi15=True, min_command_interval=0)
+    b = BmcClient('10.0.0.31', cipher_suite=3, min_command_interval=0)   # same BMC, another entry
+    a.call('testing', lambda c: None)
+    b.call('testing', lambda c: None)
+    assert seen == [(623, {'hash': 256, 'allow_ipmi15': True}), (623, {'hash': 1, 'allow_ipmi15': False})]
+    assert ('10.0.0.31', 623) not in pyghmi_compat._POLICY
+    assert getattr(pyghmi_compat._THREAD, 'policy', None) is None
 
 
 # ---------------------------------------------------------------- retries
@@ -460,7 +472,7 @@ def test_an_unknown_boot_device_number_is_reported_as_is(monkeypatch):
         def get_bootdev(self):
             return {'bootdev': 9, 'persistent': False, 'uefimode': False}  # pyghmi: a number it has no name for
     client = make_client()
-    monkeypatch.setattr(client, '_connect', Command)
+    monkeypatch.setattr(client, '_new_command', Command)
     assert client.get_boot() == {'device': '9', 'persistent': False, 'uefi': False}
 
 
@@ -711,3 +723,51 @@ def test_a_missing_ca_file_is_reported_as_such_and_not_retried(lab, backoff, tmp
     assert missing in str(e.value)
     assert backoff.sleeps == []
     assert m.logins == 0
+
+
+def test_a_login_that_finishes_after_the_deadline_is_logged_out(monkeypatch):
+    """Issue 11 item 14: the session of a late login is ended, not left holding a BMC session slot."""
+    logged_out = threading.Event()
+    made = []
+
+    class Session:
+        def logout(self):
+            logged_out.set()
+            return {'success': True}
+
+    class Command:
+        def __init__(self, **kwargs):
+            time.sleep(0.6)             # the login finishes, but after the caller's deadline
+            self.ipmi_session = Session()
+            made.append(self)
+
+    monkeypatch.setattr(bmc.ipmi_command, 'Command', Command)
+    client = make_client(timeout=0.2, retries=0, min_command_interval=0)
+    with pytest.raises(BmcError) as e:
+        client.get_power()
+    assert e.value.kind == TIMEOUT
+    assert logged_out.wait(5.0), 'the late session was never logged out'
+    assert len(made) == 1 and client._cmd is None
+
+
+def test_a_command_that_finishes_after_the_deadline_logs_its_session_out(monkeypatch):
+    logged_out = threading.Event()
+
+    class Session:
+        def logout(self):
+            logged_out.set()
+
+    class Command:
+        def __init__(self, **kwargs):
+            self.ipmi_session = Session()
+
+        def xraw_command(self, **kwargs):
+            time.sleep(0.6)
+            return {'data': b'\x01'}
+
+    monkeypatch.setattr(bmc.ipmi_command, 'Command', Command)
+    client = make_client(timeout=0.2, retries=0, min_command_interval=0)
+    with pytest.raises(BmcError):
+        client.get_power()
+    assert logged_out.wait(5.0)
+    assert client._cmd is None

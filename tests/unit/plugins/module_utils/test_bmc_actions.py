@@ -571,3 +571,125 @@ def test_fleet_of_nothing():
     result = execute('info', params('info', bmcs=[]))
     assert result['bmcs'] == {} and result['summary'] == {'total': 0, 'changed': 0, 'failed': 0}
     assert 'failed' not in result
+
+
+# ================================================================ issue 11, items 11 to 15
+def test_boot_persistent_not_kept_by_the_bmc_fails_clearly():
+    """Item 11: a BMC that silently keeps next-boot only is not reported as a success (and not 'changed' forever)."""
+    client = FakeClient(boot={'device': 'disk', 'persistent': True, 'uefi': False}, keeps={'persistent': False})
+    with pytest.raises(BmcError) as e:
+        op_boot(client, boot_params(device='pxe', persistent=True), check_mode=False)
+    assert e.value.kind == UNSUPPORTED
+    assert 'for every boot (persistent) but kept it for the next boot only' in e.value.message
+    assert 'persistent=false' in e.value.hint
+    assert e.value.message.startswith('BMC %s: ' % client.name)
+
+
+def test_boot_uefi_mode_not_kept_by_the_bmc_fails_clearly():
+    client = FakeClient(boot={'device': 'disk', 'persistent': True, 'uefi': False}, keeps={'uefi': False})
+    with pytest.raises(BmcError) as e:
+        op_boot(client, boot_params(device='pxe', persistent=True, uefi=True), check_mode=False)
+    assert 'in UEFI mode but reports legacy BIOS mode' in e.value.message
+
+
+def test_boot_kept_as_asked_is_a_change_once():
+    client = FakeClient(boot={'device': 'disk', 'persistent': True, 'uefi': False})
+    p = boot_params(device='pxe', persistent=True)
+    assert op_boot(client, p, check_mode=False)['changed'] is True
+    assert op_boot(client, p, check_mode=False)['changed'] is False
+
+
+@pytest.mark.parametrize('option, value', [
+    ('bmc_timeout', 0), ('bmc_timeout', -1), ('bmc_timeout', float('nan')), ('bmc_timeout', float('inf')),
+    ('bmc_retries', -1), ('bmc_concurrency', 0), ('bmc_concurrency', -4), ('bmc_port', 0), ('bmc_port', 70000),
+    ('bmc_min_command_interval', -0.5), ('graceful_timeout', -1), ('wait_timeout', -5),
+])
+def test_out_of_range_timeouts_and_counts_are_refused(lab, option, value):
+    """Item 12: every timeout and count is validated, before any BMC is contacted."""
+    lab.add('10.0.9.1', password=PASSWORD)
+    result = execute('power', power_params(bmc_host='10.0.9.1', bmc_user='admin', bmc_password=PASSWORD,
+                                           state='on', **{option: value}))
+    assert result['failed'] is True and result['error_kind'] == 'invalid'
+    assert option in result['msg'] and 'out of range' in result['msg']
+    assert lab.calls == [] and lab.commands == []
+
+
+def test_out_of_range_entry_option_fails_that_entry_only(lab):
+    for i in (1, 2):
+        lab.add('10.0.9.%d' % (10 + i), password=PASSWORD)
+    result = execute('power', fleet('power', [{'name': 'a', 'host': '10.0.9.11', 'timeout': 0},
+                                              {'name': 'b', 'host': '10.0.9.12'}], state='on'))
+    assert result['failed_bmcs'] == ['a']
+    assert 'bmc_timeout=0' in result['bmcs']['a']['msg']
+    assert result['bmcs']['b']['power'] == 'on'
+
+
+def test_state_status_only_reads(lab):
+    """Item 15: state=status reads the power state, never acts, never changes."""
+    m = lab.add('10.0.9.21', password=PASSWORD, power='on')
+    result = execute('power', power_params(bmc_host='10.0.9.21', bmc_user='admin', bmc_password=PASSWORD,
+                                           state='status'))
+    assert result['power'] == 'on' and result['changed'] is False and result['actions'] == []
+    assert [c[0] for c in m.calls if c[0] != 'login'] == ['xraw_command', 'logout']
+    assert m.calls[1][1:] == (0, 1, ())          # Get Chassis Status only
+    m.power = 'off'
+    result = execute('power', fleet('power', [{'name': 'x', 'host': '10.0.9.21'}], state='status'))
+    assert result['bmcs']['x']['power'] == 'off' and result['changed'] is False
+    assert m.power == 'off'
+
+
+def test_fleet_serialises_one_bmc_under_two_names(lab):
+    """Item 13: the same address and port under two names never gets two sessions at once."""
+    m = lab.add('10.0.9.31', password=PASSWORD, delay=0.05)
+    lab.add('10.0.9.32', password=PASSWORD, delay=0.05)
+    lab.rendezvous = 2
+    bmcs = [{'name': 'a', 'host': '10.0.9.31'}, {'name': 'b', 'host': '10.0.9.31', 'port': 623},
+            {'name': 'c', 'host': '10.0.9.31'}, {'name': 'other', 'host': '10.0.9.32'}]
+    result = execute('power', fleet('power', bmcs, state='on', bmc_min_command_interval=0))
+    assert result['summary'] == {'total': 4, 'changed': 2, 'failed': 0}   # the first of a, b, c and other
+    assert m.power == 'on'
+    # one BMC: its entries one after the other; the other BMC in parallel with them
+    assert lab.max_in_flight == 2
+    per_bmc = [c[1] for c in lab.calls if c[0] == '10.0.9.31']
+    assert per_bmc.count('xraw_command') == 5   # a: read, power on, read back; b and c: one read each
+    power_on = [c for c in lab.calls if c[0] == '10.0.9.31' and c[1] == 'xraw_command' and c[3] == 2]
+    assert len(power_on) == 1
+
+
+def test_min_command_interval_spaces_the_commands_to_one_bmc(lab):
+    """Item 13: a minimum interval between commands to one BMC (Ironic's min_command_interval)."""
+    import time as real_time
+    m = lab.add('10.0.9.41', password=PASSWORD)
+    stamps = []
+    orig = m.power_action
+
+    def power_action(action):
+        stamps.append(real_time.monotonic())
+        return orig(action)
+    m.power_action = power_action
+    bmcs = [{'name': 'a', 'host': '10.0.9.41'}, {'name': 'b', 'host': '10.0.9.41'}]
+    start = real_time.monotonic()
+    result = execute('info', fleet('info', bmcs, gather=['power', 'guid', 'device'], bmc_min_command_interval=0.2))
+    took = real_time.monotonic() - start
+    assert result['summary']['failed'] == 0
+    # 2 entries x 3 commands, each at least 0.2 s after the previous one to that BMC
+    assert took >= 5 * 0.2 - 0.05, took
+
+
+def test_a_bmc_that_stops_answering_during_a_graceful_off_is_never_forced():
+    """Item 14: no answer while waiting for the OS is not 'the OS did not shut down'."""
+    client = FakeClient(power='on', shutdown_seconds=None)
+    orig_power = client.power
+
+    def power(action):
+        orig_power(action)
+        if action == 'shutdown':
+            client.failures['get_power'] = BmcError(client.name, TIMEOUT, 'no answer within 1.0 s while reading')
+    client.power = power
+    with pytest.raises(BmcError) as e:
+        op_power(client, power_params(state='off', graceful_timeout=30), check_mode=False)
+    assert client.actions_sent() == ['shutdown']          # never 'off'
+    assert e.value.kind == UNREACHABLE
+    assert 'stopped answering while waiting for the graceful shutdown' in e.value.message
+    assert 'not forced off' in e.value.message
+    assert client.state == 'on'

@@ -25,7 +25,7 @@ import pytest
 from pyghmi.ipmi.private import session as S
 
 from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import BmcClient, run_with_deadline
+from ansible_collections.ingot.metal.plugins.module_utils.bmc import run_with_deadline
 
 FIXED = ('_io_wait', '_io_recvfrom')
 FIXED_SESSION = ('_initsession', '_got_channel_auth_cap')
@@ -96,13 +96,26 @@ def test_the_fixes_wrap_pyghmis_own_functions():
 # ---------------------------------------------------------------- session policy
 @pytest.mark.parametrize('suite, expected', [(3, 1), (17, 256)])
 def test_session_policy_sets_the_hash_a_session_proposes(suite, expected):
-    BmcClient('192.0.2.10', port=6230, cipher_suite=suite)
     sess = bare_session('192.0.2.10', 6230)
-    sess._initsession()
+    with pyghmi_compat.session_policy(cipher_suite=suite):
+        sess._initsession()
     assert sess.attemptedhash == expected
     sess.attemptedhash = None
-    sess._initsession()  # every (re)login
+    sess._initsession()  # every (re)login, from any thread, keeps the session's own policy
     assert sess.attemptedhash == expected
+
+
+def test_two_sessions_to_one_bmc_keep_their_own_policy():
+    """Issue 11 item 14: two entries for one (host, port) with different cipher suites."""
+    a, b = bare_session('192.0.2.11', 623), bare_session('192.0.2.11', 623)
+    with pyghmi_compat.session_policy(cipher_suite=17, allow_ipmi15=True):
+        a._initsession()
+    with pyghmi_compat.session_policy(cipher_suite=3):
+        b._initsession()
+    a._initsession()
+    assert (a.attemptedhash, b.attemptedhash) == (256, 1)
+    assert pyghmi_compat._policy_for(a)['allow_ipmi15'] is True
+    assert pyghmi_compat._policy_for(b)['allow_ipmi15'] is False
 
 
 def test_a_bmc_without_policy_gets_suite_3():

@@ -236,3 +236,49 @@ def test_a_pyghmi_login_failure_does_not_raise(lab):
     lab.add('10.0.0.21', password=PASSWORD).login_error = pyghmi_exc.IpmiException('timeout')
     result = run(bmc_info, {'bmc_retries': 0, 'gather': ['power']}, host_vars())
     assert result['failed'] is True and result['error_kind'] == 'unreachable'
+
+
+# ---------------------------------------------------------------- the control arm of the benchmark
+def test_in_process_off_runs_the_module_on_the_controller(lab):
+    """ingot_bmc_in_process=false: a module process even on a local connection, host names resolved first."""
+    m = lab.add('10.0.0.21', password=PASSWORD)
+    tv = inventory(node1={'bmc_host': '10.0.0.21', 'bmc_password': PASSWORD})
+    tv['ingot_bmc_in_process'] = False
+    action = make_action(bmc_power, {'bmcs': ['node1'], 'state': 'on', 'bmc_user': 'admin'}, tv)
+    action._execute_module = MagicMock(return_value={'changed': True, 'bmcs': {}})
+    result = action.run(task_vars=tv)
+    assert result['changed'] is True
+    kwargs = action._execute_module.call_args.kwargs
+    assert kwargs['module_name'] == 'ingot.metal.bmc_power'
+    assert kwargs['module_args']['bmcs'] == [{'name': 'node1', 'host': '10.0.0.21', 'password': PASSWORD}]
+    assert m.calls == [] and lab.commands == []      # nothing ran in this process
+
+
+def test_in_process_is_the_default_on_the_controller(lab):
+    lab.add('10.0.0.21', password=PASSWORD)
+    action = make_action(bmc_power, {'state': 'on'}, host_vars())
+    action._execute_module = MagicMock()
+    assert action.run(task_vars=host_vars())['power'] == 'on'
+    action._execute_module.assert_not_called()
+
+
+def test_a_fleet_of_many_passwords_is_scrubbed_in_one_pass():
+    secrets = ['pw-%04d-secret' % i for i in range(300)] + [None, 'ab']
+    result = bmc_action._scrub({'msg': 'BMC n7: pw-0007-secret and pw-0299-secret ab', 'list': ['pw-0100-secret']},
+                               secrets)
+    assert result == {'msg': 'BMC n7: ******** and ******** ab', 'list': ['********']}
+
+
+def test_plain_turns_wrapped_values_into_builtins():
+    class Tagged(str):
+        pass
+
+    class TaggedInt(int):
+        pass
+    value = {Tagged('bmcs'): [{Tagged('host'): Tagged('10.0.0.1'), 'port': TaggedInt(623), 'x': None,
+                               'y': True, 'z': 1.5}]}
+    plain = bmc_action._plain(value)
+    assert plain == {'bmcs': [{'host': '10.0.0.1', 'port': 623, 'x': None, 'y': True, 'z': 1.5}]}
+    entry = plain['bmcs'][0]
+    assert [v.__class__ for v in (list(plain)[0], entry['host'], entry['port'])] == [str, str, int]
+    assert entry['y'] is True

@@ -317,8 +317,8 @@ def main():
             scale_source = write_yaml(os.path.join(work, 'scale.ingot.yml'),
                                       dict(PLUGIN_CONFIG, provisioner_url=scale.url))
             scale_hosts = len(json.loads(run_inventory(scale_source, env)[2])['_meta']['hostvars'])
-            assert scale_hosts == args.scale_nodes, 'the plugin listed %d hosts, not %d' % (scale_hosts,
-                                                                                          args.scale_nodes)
+            assert scale_hosts == args.scale_nodes, \
+                'the plugin listed %d hosts, not %d' % (scale_hosts, args.scale_nodes)
             candidates.append(('plugin (live) x%d' % (args.scale_nodes // args.nodes), scale_source, scale))
         names = [c[0] for c in candidates]
         wall = dict((name, []) for name in names)

@@ -1,16 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The second half of the demo: the lab rack of virtual metal (``lab/ingot-lab up``).
+"""The second half of the demo: Docker machines on the lab rack of virtual metal (``lab/ingot-lab up``).
 
-A provisioner host configured by roles/provisioner and node containers behind virtual BMCs, on a lab
-bridge.  A node is discovered by PXE (ipmitool alone), another is deployed with the Debian image that
-roles/os_image builds (cached), through the provisioner API and the ingot.metal BMC modules, answers
-``ssh`` with the host key pinned from the registry, then is wiped on release.  The rack is taken down
-at the end and the host compared with what it was.
+A provisioner host configured by roles/provisioner and node containers behind virtual BMCs, on a lab bridge.
+Everything happens through the collection's verb playbooks (run by ansible-runner with inventories/lab), as a
+user runs them: ``discover`` and ``enroll`` the nodes, ``create`` two Docker machines at once (PXE through
+their BMCs, the image of roles/os_image with Docker, host keys pinned from the registry, Docker with TLS),
+run a container on each over TLS (through the env lines and through the docker context), ``ls``, ``ssh``,
+``rm`` one (its disk wiped), ``create`` again on the freed node (the old client certificate refused there),
+``rm`` of all. A watcher prints the nodes' states and the deploy agent's progress during every wait. The rack
+is taken down at the end and the host compared with what it was.
 """
 
 import os
+import shutil
+import ssl
+import socket
 import subprocess
 import sys
 import time
@@ -22,92 +28,155 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'e2e'))
 import deploylib  # noqa: E402
 import e2e_image  # noqa: E402
 from conftest import Rack, host_snapshot  # noqa: E402
-from deploylib import rack, wait_for  # noqa: E402
+from deploylib import Verbs, Watcher, rack  # noqa: E402
 
 NODES = 2
 BASE_PORT = 16430
+OWNER = 'demo'
+IMAGE = 'ingot-test/debian-systemd:bookworm'   # loaded into each machine over TLS, to run a container
 
 
-def _read(path):
+def _refused(host, old_cert_dir, ca):
+    """True when dockerd at HOST refuses the client certificate of OLD_CERT_DIR."""
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = False
+    context.load_cert_chain(os.path.join(old_cert_dir, 'cert.pem'), os.path.join(old_cert_dir, 'key.pem'))
     try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return ''
+        with socket.create_connection((host, 2376), timeout=10) as raw:
+            with context.wrap_socket(raw) as conn:
+                conn.sendall(b'GET /version HTTP/1.0\r\n\r\n')
+                return not conn.recv(100).startswith(b'HTTP/1.')
+    except (OSError, ssl.SSLError):
+        return True
+
+
+def _diff(before, after):
+    lines = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, list) and isinstance(new, list):
+            lines += ['   %s: - %s' % (key, x) for x in old if x not in new]
+            lines += ['   %s: + %s' % (key, x) for x in new if x not in old]
+        else:
+            lines.append('   %s: %s -> %s' % (key, old, new))
+    return lines
 
 
 def run(state_dir, step, expect):
-    """Bring the rack up in STATE_DIR, show discovery, deploy, ssh and wipe, take it down."""
+    """Bring the rack up in STATE_DIR, tell the machines' story, take it down."""
+    times = {}
     lab_rack = Rack(state_dir)
     step('The lab rack: a provisioner host (roles/provisioner) and %d nodes behind virtual BMCs '
          '(lab/ingot-lab up; images are built once and cached)' % NODES)
+    start = time.monotonic()
     rack.up(lab_rack.lab, NODES, base_port=BASE_PORT, deploy_timeout=600)
+    times['lab up'] = time.monotonic() - start
     try:
-        _discovery(lab_rack, step, expect)
-        _deploy_and_wipe(lab_rack, os.path.join(state_dir, 'work'), step, expect)
+        _story(lab_rack, os.path.join(state_dir, 'work'), step, expect, times)
     finally:
         step('lab/ingot-lab down: everything the rack created is removed, the host restored')
+        start = time.monotonic()
         rack.down(lab_rack.lab)
-    expect(host_snapshot(lab_rack.state_dir) == lab_rack.before,
-           'iptables, links and cgroup mounts are as they were before the rack')
+        times['lab down'] = time.monotonic() - start
+    after = host_snapshot(lab_rack.state_dir)
+    for line in _diff(lab_rack.before, after):
+        print(line)
+    expect(after == lab_rack.before, 'iptables, links and cgroup mounts are as they were before the rack')
+    step('Times')
+    for what, seconds in times.items():
+        print('   %-40s %6.1f s' % (what, seconds))
 
 
-def _discovery(lab_rack, step, expect):
-    name = sorted(lab_rack.config)[-1]
-    step('Discovery: ipmitool chassis bootdev pxe + power on %s; its firmware PXE-boots and reports itself' % name)
-    lab_rack.ipmitool(name, 'chassis', 'bootdev', 'pxe')
-    lab_rack.ipmitool(name, 'power', 'on')
-    print('   ipmitool power status: %s' % lab_rack.ipmitool(name, 'power', 'status').stdout.strip())
-    mac = lab_rack.macs(name)[0]
-    node = wait_for(lambda: deploylib.node_by_mac(lab_rack, mac), 90, interval=1, what='the discovery of %s' % name)
-    facts = node.get('facts') or {}
-    print('   registry: %s is %s, MACs %s, %s CPUs, %s MiB memory'
-          % (node['name'], node['state'], ', '.join(node['macs']), facts.get('cpus'), facts.get('memory_mib')))
-    expect(node['state'] == 'discovered' and sorted(node['macs']) == sorted(m.lower() for m in lab_rack.macs(name)),
-           '%s is discovered with the MACs of its definition' % name)
-    deploylib.power_off(lab_rack, [name])
+def _timed(times, what, func, *args, **kwargs):
+    start = time.monotonic()
+    result = func(*args, **kwargs)
+    times[what] = time.monotonic() - start
+    return result
 
 
-def _deploy_and_wipe(lab_rack, work, step, expect):
-    os.makedirs(work, exist_ok=True)
-    name = sorted(lab_rack.config)[0]
-    vm = lab_rack.machine(name)
-    step('roles/os_image: a Debian bookworm image with systemd, cloud-init (NoCloud) and sshd '
+def _story(lab_rack, work, step, expect, times):
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    names = sorted(lab_rack.config)
+    step('roles/os_image: Debian bookworm with systemd, cloud-init (NoCloud), sshd and the Docker engine '
          '(cached after the first build), registered in the provisioner\'s catalog')
-    built = e2e_image.build(progress=True)
+    built = _timed(times, 'image (roles/os_image, cached)', e2e_image.build, progress=True, docker=True)
     image = deploylib.install_image(lab_rack, built)
     print('   image %s: %d bytes, sha256 %s' % (image['name'], image['size'], image['sha256']))
 
-    step('Deploy %s: allocate and deploy through the provisioner API, then ingot.metal.bmc_boot (pxe) '
-         'and ingot.metal.bmc_power (on)' % name)
-    key, pubkey = deploylib.ssh_keypair(work)
-    hostname = 'demo-%s' % name
-    node = deploylib.allocate(lab_rack, name, owner='demo')
-    node = deploylib.deploy(lab_rack, node, image['name'], pubkey, hostname, 'deployed-by-the-demo')
-    start = time.monotonic()
-    deploylib.pxe_on(lab_rack, [name], workdir=os.path.join(work, 'pxe-on'))
-    deploylib.wait_state(lab_rack, name, node, 'deployed', 600)
-    said = [line for line in lab_rack.console(name).splitlines() if 'verified' in line]
-    print('   deployed in %.1f s; the node\'s console: %s' % (time.monotonic() - start, said[-1] if said else '?'))
-    ip, proc = deploylib.wait_ssh(lab_rack, name, node, key, work, timeout=180)
-    print('   ssh root@%s hostname (host key pinned from the registry, no trust on first use): %s, %.1f s '
-          'after power on' % (ip, proc.stdout.strip(), time.monotonic() - start))
-    expect(proc.stdout.strip() == hostname, 'ssh answers with the deploy\'s hostname')
-    status = deploylib.ssh(ip, key, os.path.join(work, 'known_hosts.%s' % name), 'cloud-init status --wait',
-                           timeout=120)
-    print('   cloud-init: %s' % status.stdout.strip())
-    expect('status: done' in status.stdout, 'cloud-init applied the seed')
-    expect(_read(os.path.join(vm.disk, 'etc', 'hostname')).strip() == hostname
-           and pubkey in _read(os.path.join(vm.disk, 'root', '.ssh', 'authorized_keys')),
-           'the node\'s disk holds its hostname and the authorized key')
+    verbs = Verbs(lab_rack, work, OWNER)
+    print('   inventory: %s (inventories/lab + the lab\'s BMC inventory); machine store: %s'
+          % (verbs.inventory, verbs.store))
+    pattern = ':'.join(names)
+    step('ansible-playbook ingot.metal.discover -e name=%s  (register the nodes with their BMCs, PXE-boot them '
+         'so that they report their hardware)' % pattern)
+    with Watcher(lab_rack):
+        _timed(times, 'discover %d nodes' % len(names), verbs.run, 'discover', pattern, progress=True)
+    step('ansible-playbook ingot.metal.enroll -e name=%s -e pool=lab' % ','.join(names))
+    verbs.run('enroll', ','.join(names), pool='lab', progress=True)
+    expect(all(lab_rack.api('/api/v1/nodes/%s' % n)['state'] == 'ready' for n in names), 'the nodes are ready')
 
-    step('Release %s with wipe: the node PXE-boots the agent in wipe mode, its disk is emptied' % name)
-    lab_rack.api('/api/v1/nodes/%s/release' % node['id'], 'POST', {'wipe': True})
-    start = time.monotonic()
-    deploylib.pxe_cycle(lab_rack, [name], workdir=os.path.join(work, 'pxe-cycle'))
-    deploylib.wait_state(lab_rack, name, node, 'ready', 600)
-    record = lab_rack.api('/api/v1/nodes/%s' % node['id'])
-    print('   wiped in %.1f s; registry: %s, owner %s' % (time.monotonic() - start, record['state'], record['owner']))
-    expect(record['state'] == 'ready' and os.listdir(vm.disk) == [], 'the node is ready and its disk is empty')
-    deploylib.power_off(lab_rack, [name])
-    subprocess.run(['rm', '-rf', work], check=False)
+    step('ansible-playbook ingot.metal.create -e name=demo-1,demo-2  (two Docker machines at once)')
+    with Watcher(lab_rack):
+        result = _timed(times, 'create demo-1,demo-2 (in parallel)', verbs.run, 'create', 'demo-1,demo-2',
+                        progress=True)
+    for line in deploylib.task_messages(result, 'Env lines'):
+        print('   ' + line)
+    for machine in ('demo-1', 'demo-2'):
+        _use(verbs, machine, expect)
+
+    step('ansible-playbook ingot.metal.ls')
+    for line in deploylib.task_messages(verbs.run('ls', 'all'), 'Machines'):
+        print('   ' + line)
+    step('ansible-playbook ingot.metal.ssh -e name=demo-1 -e cmd="docker ps -a --format ..."')
+    out = verbs.run('ssh', 'demo-1', cmd='hostname; docker ps -a --format "{{.Image}} {{.Status}}"')
+    lines = deploylib.task_messages(out, 'Output')
+    print('   ' + '\n   '.join(lines))
+    expect(lines[:1] == ['demo-1'], 'ssh with the pinned host key runs the command on demo-1')
+
+    step('ansible-playbook ingot.metal.create -e name=demo-1,demo-2  again: nothing to do')
+    again = verbs.run('create', 'demo-1,demo-2')
+    expect(again.count('changed') == 0, 'a second create reports no change (%d)' % again.count('changed'))
+
+    node = verbs.node('demo-1')
+    old = os.path.join(work, 'old-demo-1')
+    shutil.copytree(os.path.join(verbs.store, 'demo-1'), old)
+    step('ansible-playbook ingot.metal.rm -e name=demo-1  (revoke, wipe through PXE, back to the pool, power off)')
+    with Watcher(lab_rack):
+        _timed(times, 'rm demo-1', verbs.run, 'rm', 'demo-1', progress=True)
+    record = lab_rack.api('/api/v1/nodes/%s' % node['name'])
+    disk = lab_rack.machine(node['name']).disk
+    expect(record['state'] == 'ready' and os.listdir(disk) == [],
+           'node %s is ready and its disk is empty' % node['name'])
+
+    step('ansible-playbook ingot.metal.create -e name=demo-3  (the freed node, again)')
+    with Watcher(lab_rack):
+        _timed(times, 'create demo-3 on the freed node', verbs.run, 'create', 'demo-3', progress=True)
+    new = verbs.node('demo-3')
+    expect(new['name'] == node['name'], 'demo-3 got the freed node %s' % node['name'])
+    _use(verbs, 'demo-3', expect)
+    expect(_refused(new['ip_address'], old, os.path.join(verbs.store, 'demo-3', 'ca.pem')),
+           'demo-1\'s old client certificate is refused by demo-3')
+
+    step('ansible-playbook ingot.metal.rm -e name=demo-2,demo-3')
+    with Watcher(lab_rack):
+        _timed(times, 'rm demo-2,demo-3', verbs.run, 'rm', 'demo-2,demo-3', progress=True)
+    expect(all(lab_rack.api('/api/v1/nodes/%s' % n)['state'] == 'ready' for n in names),
+           'every node is ready again')
+
+
+def _use(verbs, machine, expect):
+    """Run a container on MACHINE over TLS, through its env lines and through its docker context."""
+    env = deploylib.env_file(os.path.join(verbs.store, machine, 'env'))
+    print('   eval "$(cat %s)"  ->  DOCKER_HOST=%s' % (os.path.join(verbs.store, machine, 'env'), env['DOCKER_HOST']))
+    save = subprocess.Popen(['docker', 'save', IMAGE], stdout=subprocess.PIPE)
+    verbs.docker(machine, 'load', stdin=save.stdout, timeout=300)
+    save.wait(timeout=60)
+    ran = verbs.docker(machine, 'run', '--rm', IMAGE, 'sh', '-c', 'echo hello from $(hostname) on $(cat /etc/hostname)')
+    print('   docker --tlsverify run: %s' % ran.stdout.decode().strip())
+    ctx = verbs.docker(machine, '--context', machine, 'info', '--format', '{{.Name}} {{.ServerVersion}}', env={})
+    print('   docker --context %s info: %s' % (machine, ctx.stdout.decode().strip()))
+    expect(ran.returncode == 0 and ctx.stdout.decode().startswith(machine),
+           '%s runs containers over TLS (env lines and docker context)' % machine)

@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 
 from ingot_lab import manage
@@ -170,6 +171,21 @@ def cmd_down(lab, args):
     return rack.down(lab)
 
 
+def cmd_env(lab, args):
+    """The environment the collection's verbs and inventory plugin need for this lab rack."""
+    from ingot_lab import rack
+    try:
+        with open(os.path.join(lab.dir, 'rack.json')) as handle:
+            token = json.load(handle)['token']
+    except (OSError, ValueError, KeyError):
+        raise LabError('no lab rack is up in %s: run "ingot-lab up" first' % lab.dir) from None
+    print('export INGOT_PROVISIONER_URL=%s' % rack.provisioner_url())
+    print('export INGOT_PROVISIONER_TOKEN=%s' % shlex.quote(token))
+    print('# the lab\'s BMC inventory (hosts named after the nodes, with their BMC credentials): %s'
+          % os.path.join(lab.dir, 'inventory.yml'))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog='ingot-lab', description='The ingot.metal virtual lab.')
     parser.add_argument('--state-dir', default=None,
@@ -255,6 +271,9 @@ def build_parser():
     p.set_defaults(func=cmd_up)
     p = groups.add_parser('down', help='remove everything "up" created and restore the host')
     p.set_defaults(func=cmd_down)
+    p = groups.add_parser('env', help='print the export lines of the rack\'s provisioner URL and admin token '
+                                      '(eval "$(lab/ingot-lab env)")')
+    p.set_defaults(func=cmd_env)
     return parser
 
 

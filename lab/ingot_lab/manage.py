@@ -170,7 +170,15 @@ def inventory_yaml(lab, group='vbmc'):
     config = lab.load()
     lines = ['# Virtual BMCs of the ingot lab in %s (written by "ingot-lab vbmc inventory").' % lab.dir,
              '# It holds the lab\'s BMC passwords: keep it out of version control.',
-             'all:', '  children:', '    %s:' % group, '      vars:',
+             'all:', '  vars:',
+             '    # BMC credentials by node name, for machines (allocation names) whose node is one of these',
+             '    ingot_bmc_credentials:']
+    if not config['bmcs']:
+        lines[-1] += ' {}'
+    for name, entry in sorted(config['bmcs'].items(), key=lambda item: item[1]['port']):
+        lines.append('      %s: {user: %s, password: %s}' % (json.dumps(name), json.dumps(entry['user']),
+                                                           json.dumps(entry['password'])))
+    lines += ['  children:', '    %s:' % group, '      vars:',
              '        ansible_connection: local',
              '        ansible_python_interpreter: "{{ ansible_playbook_python }}"', '      hosts:']
     if not config['bmcs']:

@@ -180,7 +180,7 @@ ALLOCATION_SPEC.update(wait=dict(type='bool', default=False))
 
 # An allocation is held while its node is in one of these states.
 HELD = ('allocated', 'deploying', 'deployed', 'deploy_failed')
-RELEASABLE = ('allocated', 'deployed', 'deploy_failed', 'release_failed')
+RELEASABLE = ('allocated', 'deploying', 'deployed', 'deploy_failed', 'release_failed')
 DIFF_KEYS = ('name', 'state', 'owner', 'allocation_name')
 CONSTRAINTS = ('pool', 'tags', 'min_cpus', 'min_memory_mib', 'min_disk_gib')
 

@@ -30,7 +30,7 @@ NODES = int(os.environ.get('INGOT_E2E_NODES', '3'))
 BASE_PORT = int(os.environ.get('INGOT_E2E_BASE_PORT', '16330'))
 # The provisioner's deploy timeout in the e2e rack: short, so that the failure path (a node powered
 # off in the middle of a deploy) ends in deploy_failed soon; long enough for a deploy of the real image.
-DEPLOY_TIMEOUT = int(os.environ.get('INGOT_E2E_DEPLOY_TIMEOUT', '75'))
+DEPLOY_TIMEOUT = int(os.environ.get('INGOT_E2E_DEPLOY_TIMEOUT', '150'))
 
 
 def host_snapshot(state_dir):
@@ -131,6 +131,10 @@ def lab_rack(tmp_path_factory):
     for tool in ('ipmitool', 'ip', 'iptables', 'nsenter'):
         if shutil.which(tool) is None:
             pytest.skip('%s is not installed' % tool)
+    reuse = os.environ.get('INGOT_E2E_LAB_DIR')
+    if reuse:   # a rack already up there (lab/ingot-lab --state-dir DIR up), for development: used, left up
+        yield Rack(reuse)
+        return
     running = Rack(tmp_path_factory.mktemp('rack'))
     try:
         running.up()

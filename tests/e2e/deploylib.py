@@ -4,8 +4,12 @@ roles/os_image in the lab provisioner's catalog, nodes made ready and allocated,
 
 import datetime
 import os
+import re
+import shutil
 import subprocess
 import sys
+import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -20,6 +24,7 @@ import e2e_image  # noqa: E402
 from conftest import wait_for  # noqa: E402  (the one wait loop of the e2e tests)
 
 STORE = '/var/lib/ingot-provisioner/images'
+REPO = ROOT
 
 
 def install_image(lab_rack, result):
@@ -32,7 +37,8 @@ def install_image(lab_rack, result):
     if not present or present[0] != result['sha256']:
         subprocess.run(['docker', 'cp', result['path'], '%s:%s/%s' % (rack.PROVISIONER, STORE, fname)], check=True)
         subprocess.run(['docker', 'exec', rack.PROVISIONER, 'chmod', '0644', '%s/%s' % (STORE, fname)], check=True)
-    return e2e_image.build(progress=False, register={'url': rack.provisioner_url(), 'token': lab_rack.token()})
+    return e2e_image.build(progress=False, register={'url': rack.provisioner_url(), 'token': lab_rack.token()},
+                           docker=result['name'] == e2e_image.DOCKER_NAME)
 
 
 def node_by_mac(lab_rack, mac):
@@ -230,3 +236,121 @@ def agent_write_seconds(lab_rack, node_id):
     if not start or not done:
         return None
     return (parse_time(done[-1]['time']) - parse_time(start[-1]['time'])).total_seconds()
+
+
+class Verbs:
+    """Runs ``ingot.metal.<verb>`` playbooks against the lab rack with inventories/lab, as a user would."""
+
+    def __init__(self, lab_rack, work, owner):
+        self.lab_rack = lab_rack
+        self.work = work
+        self.store = os.path.join(work, 'store')
+        self.inventory = os.path.join(work, 'inventory')
+        shutil.copytree(os.path.join(REPO, 'inventories', 'lab'), self.inventory)
+        shutil.copy(os.path.join(lab_rack.state_dir, 'inventory.yml'), os.path.join(self.inventory, 'vbmc.yml'))
+        self.docker_config = os.path.join(work, 'docker-config')
+        os.makedirs(self.docker_config, exist_ok=True)
+        self.env = {'INGOT_PROVISIONER_URL': rack.provisioner_url(), 'INGOT_PROVISIONER_TOKEN': lab_rack.token(),
+                    'INGOT_MACHINE_STORE': self.store, 'INGOT_OWNER': owner, 'DOCKER_CONFIG': self.docker_config,
+                    'ANSIBLE_HOST_KEY_CHECKING': 'True', 'INGOT_SSH_CONFIG': os.path.join(work, 'ssh_config')}
+        self.owner = owner
+        self.runs = 0
+
+    def run(self, verb, name, check=False, expect_ok=True, verbosity=0, progress=False, **extra):
+        self.runs += 1
+        result = run_playbook('ingot.metal.%s' % verb, self.inventory, extravars=dict(name=name, **extra),
+                              envvars=self.env, check=check, diff=check, timeout=1500, verbosity=verbosity, progress=progress,
+                              workdir=os.path.join(self.work, 'runs', '%02d-%s' % (self.runs, verb)))
+        if expect_ok:
+            assert result.status == 'successful' and result.rc == 0, result.stdout[-6000:]
+        return result
+
+    def node(self, machine):
+        nodes = [n for n in self.lab_rack.api('/api/v1/nodes?owner=%s' % self.owner)['items']
+                 if n.get('allocation_name') == machine]
+        return nodes[0] if nodes else None
+
+    def docker(self, machine, *args, env=None, timeout=120, check=True, stdin=None):
+        """The docker CLI pointed at MACHINE through the env file the verbs wrote (DOCKER_HOST, TLS)."""
+        full = dict(os.environ, DOCKER_CONFIG=self.docker_config)
+        full.update(env if env is not None else env_file(os.path.join(self.store, machine, 'env')))
+        proc = subprocess.run(['docker'] + list(args), env=full, capture_output=True, timeout=timeout, check=False,
+                              stdin=stdin)
+        if check:
+            assert proc.returncode == 0, (args, proc.stderr.decode()[-2000:])
+        return proc
+
+
+def env_file(path):
+    """The DOCKER_* variables of an env file written by ingot.metal.env (export NAME="value" lines)."""
+    env = {}
+    with open(path) as handle:
+        for line in handle:
+            found = re.match(r'^export (DOCKER_[A-Z_]+)="(.*)"$', line.strip())
+            if found:
+                env[found.group(1)] = found.group(2)
+    assert {'DOCKER_HOST', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH'} <= set(env), env
+    return env
+
+
+def task_messages(result, task):
+    """The ``msg`` lines of every result of TASK in a run (a loop's items included), in order."""
+    lines = []
+    for r in result.results:
+        if r.task != task:
+            continue
+        for res in r.result.get('results') or [r.result]:
+            msg = res.get('msg')
+            lines += msg if isinstance(msg, list) else str(msg).splitlines() if msg is not None else []
+    return lines
+
+
+class Watcher:
+    """Prints, while a playbook runs, each node's state changes and its deploy agent's progress (polled from the
+    registry every INTERVAL seconds): the progress of every wait, as an operator would watch it."""
+
+    def __init__(self, lab_rack, interval=2.0, prefix='   | '):
+        self.lab_rack, self.interval, self.prefix = lab_rack, interval, prefix
+        self.seen = {}
+        self.last_event = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            try:
+                nodes = self.lab_rack.api('/api/v1/nodes')['items']
+            except OSError:
+                continue
+            for node in nodes:
+                key = (node['state'], node.get('allocation_name'))
+                if self.seen.get(node['name']) != key:
+                    self.seen[node['name']] = key
+                    print('%s%5.1f s  %-6s %-14s %s' % (self.prefix, time.monotonic() - self.started, node['name'],
+                                                         node['state'], node.get('allocation_name') or ''), flush=True)
+                if node['state'] in ('deploying', 'releasing'):
+                    self._progress(node)
+
+    def _progress(self, node):
+        try:
+            events = self.lab_rack.api('/api/v1/nodes/%s/events' % node['id'])['items']
+        except OSError:
+            return
+        fresh = [e for e in events if e['id'] > self.last_event.get(node['name'], 0)
+                 and e['kind'] in ('agent_progress', 'agent_report')]
+        if events:
+            self.last_event[node['name']] = max(e['id'] for e in events)
+        for event in fresh[-1:]:
+            written = (event.get('data') or {}).get('bytes_written')
+            print('%s%5.1f s  %-6s %s%s' % (self.prefix, time.monotonic() - self.started, node['name'],
+                                             event['message'], ' (%d MB written)' % (written >> 20) if written else ''),
+                  flush=True)

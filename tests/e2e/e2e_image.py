@@ -14,10 +14,11 @@ from ingot_testlib import run_playbook  # noqa: E402
 CACHE = os.environ.get('INGOT_E2E_IMAGE_DIR', '/var/cache/ingot-e2e/os-image')
 MIRROR = os.environ.get('INGOT_OS_IMAGE_MIRROR', 'http://deb.debian.org/debian')
 NAME = 'e2e-bookworm'
+DOCKER_NAME = 'lab-bookworm-docker'   # the same image with the Docker engine (os_image_docker), for machines
 LOCAL = {'all': {'hosts': {'localhost': {'ansible_connection': 'local'}}}}
 
 
-def build(progress=True, register=None):
+def build(progress=True, register=None, docker=False):
     """Run the role (cached); returns its os_image_result fact (name, path, sha256, format, size...).
     register: {'url': provisioner URL, 'token': admin token} registers the image there (by file name:
     the file must be in the provisioner's image store)."""
@@ -28,11 +29,13 @@ def build(progress=True, register=None):
                  'os_image_provisioner_token': register['token']}
     play = [{'name': 'os_image for the e2e tests', 'hosts': 'localhost', 'gather_facts': False,
              'roles': [{'role': 'ingot.metal.os_image',
-                        'vars': {'os_image_name': NAME, 'os_image_dir': images, 'os_image_format': 'tar',
+                        'vars': {'os_image_name': DOCKER_NAME if docker else NAME, 'os_image_dir': images,
+                                 'os_image_format': 'tar', 'os_image_docker': docker,
                                  'os_image_cache_dir': os.path.join(CACHE, 'cache'),
                                  'os_image_mirror': MIRROR, **extra}}],
              'post_tasks': [{'name': 'e2e image result', 'ansible.builtin.debug': {'var': 'os_image_result'}}]}]
-    r = run_playbook(play, LOCAL, timeout=2400, progress=progress, workdir=os.path.join(CACHE, 'run-register' if register else 'run'))
+    workdir = os.path.join(CACHE, ('run-register' if register else 'run') + ('-docker' if docker else ''))
+    r = run_playbook(play, LOCAL, timeout=2400, progress=progress, workdir=workdir)
     if r.status != 'successful' or r.rc != 0:
         raise RuntimeError('roles/os_image failed:\n%s' % r.stdout[-6000:])
     for t in r.results:
@@ -42,4 +45,4 @@ def build(progress=True, register=None):
 
 
 if __name__ == '__main__':
-    print(json.dumps(build(), indent=1))
+    print(json.dumps(build(docker='--docker' in sys.argv), indent=1))

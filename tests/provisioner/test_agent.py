@@ -275,7 +275,7 @@ def test_discovery_mode(srv, tmp_path):
     assert n["facts"]["cpus"] == os.cpu_count()
     assert n["facts"]["memory_mib"] > 100 and n["facts"]["disk_gib"] >= 1
     assert n["facts"]["arch"] == os.uname().machine
-    # the iPXE script of a discovered node boots the local disk
+    # the iPXE script of a discovered node that has reported its hardware boots the local disk
     status, script = http("GET", f"{srv.url}/boot/ipxe?mac=02:00:00:aa:bb:cc")
     assert "sanboot" in script
 

@@ -24,6 +24,7 @@ EXPECTED = {
     ("deploying", "agent_succeeded"): "deployed",
     ("deploying", "agent_failed"): "deploy_failed",
     ("deploying", "timeout"): "deploy_failed",
+    ("deploying", "release"): "releasing",
     ("deploy_failed", "deploy"): "deploying",
     ("deploy_failed", "release"): "releasing",
     ("deployed", "release"): "releasing",
@@ -144,7 +145,9 @@ def test_api_agent_reports(client, admin, db, state, status):
     action = "agent_succeeded" if status == "succeeded" else "agent_failed"
     expected = EXPECTED.get((state.value, action))
     if expected is None:
-        assert "ingot.token=" not in script and "sanboot" in script
+        assert "ingot.token=" not in script
+        # a registered node never inspected boots discovery (ingot.metal.discover), the others their disk
+        assert ("ingot.mode=discover" if state == State.DISCOVERED else "sanboot") in script, script
         return
     token = re.search(r"ingot\.token=(\S+)", script).group(1)
     resp = client.post("/agent/report", json={"status": status, "message": "x"},

@@ -32,7 +32,7 @@ TRANSITIONS = {
     'enroll': {'discovered': 'ready'},
     'allocate': {'ready': 'allocated'},
     'deploy': {'allocated': 'deploying', 'deploy_failed': 'deploying'},
-    'release': {'allocated': 'ready', 'deployed': 'releasing', 'deploy_failed': 'releasing',
+    'release': {'allocated': 'ready', 'deploying': 'releasing', 'deployed': 'releasing', 'deploy_failed': 'releasing',
                 'release_failed': 'releasing'},
 }
 

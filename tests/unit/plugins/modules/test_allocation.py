@@ -163,13 +163,14 @@ def test_release_failure_is_reported_with_the_last_error(fake, run):
     assert retry['changed'] and retry['node']['state'] == 'releasing'
 
 
-def test_release_during_a_deploy_is_refused(fake, run):
+def test_release_during_a_deploy_abandons_it_and_wipes(fake, run):
+    # an interrupted create leaves a node deploying: rm must still be able to give it back
     fake.node('r3-n01').update(state='deploying', owner='ci', allocation_name='b1')
-    res = run(dict(owner='ci', name='b1', state='released'))
-    assert res['failed'] and res['error_kind'] == 'illegal_transition'
-    assert 'node r3-n01 is deploying; cannot release it' in res['msg']
     checked = run(dict(owner='ci', name='b1', state='released'), check=True)
-    assert checked['failed'] and 'node r3-n01 (held by ci as b1) is deploying' in checked['msg']
+    assert checked['changed'] and checked['node']['state'] == 'releasing' and fake.writes() == []
+    res = run(dict(owner='ci', name='b1', state='released'))
+    assert res['changed'] and res['node']['state'] == 'releasing'
+    assert fake.node('r3-n01')['state'] == 'releasing'
 
 
 def test_release_in_check_mode_changes_nothing(fake, run):

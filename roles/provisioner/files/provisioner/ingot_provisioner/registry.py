@@ -511,7 +511,11 @@ def ipxe_script(db: Database, renderer: Renderer, settings: Settings, mac: str) 
               "ramdisk_args": settings.ramdisk_args, "target": settings.agent_target}
     with db.read() as s:
         node = node_by_mac(s, mac)
-        if node is None:
+        # unknown, or registered by an admin but never inspected (ingot.metal.discover registers a node with its
+        # BMC and MACs, then PXE-boots it): the agent reports its hardware; once it has, a discovered node boots
+        # its local disk like any node that is not being deployed or wiped
+        if node is None or (node.state == State.DISCOVERED.value and not node.maintenance
+                            and "cpus" not in (node.facts or {})):
             return renderer.render("ipxe-discover.ipxe.j2", mac=mac, **common)
         if State(node.state) not in AGENT_MODES:
             return renderer.render("ipxe-local.ipxe.j2", node=node.name, state=node.state,

@@ -44,6 +44,7 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.DEPLOYING, A.AGENT_SUCCEEDED): S.DEPLOYED,
     (S.DEPLOYING, A.AGENT_FAILED): S.DEPLOY_FAILED,
     (S.DEPLOYING, A.TIMEOUT): S.DEPLOY_FAILED,
+    (S.DEPLOYING, A.RELEASE): S.RELEASING,      # abandon the deploy (its token is revoked) and wipe what it wrote
     (S.DEPLOY_FAILED, A.DEPLOY): S.DEPLOYING,   # retry
     (S.DEPLOY_FAILED, A.RELEASE): S.RELEASING,
     (S.DEPLOYED, A.RELEASE): S.RELEASING,

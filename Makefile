@@ -42,9 +42,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD):$(VENV_SITE)/ansible_collections
 export INGOT_RUNNER_DIR := $(REPO)/.runner
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests integration e2e bench
+TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests integration molecule e2e bench-short
 
-.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration molecule e2e bench demo test clean distclean
+.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration molecule e2e bench bench-short demo test clean distclean
 
 help: ## list the targets
 	@echo "ingot.metal make targets:"
@@ -110,15 +110,25 @@ molecule: venv collection ## molecule test of roles/*/molecule/default (hack/run
 e2e: venv collection ## pytest tests/e2e (the lab rack: Docker nodes PXE-booting through their vBMCs; root, Docker)
 	@$(REPO)/hack/run-pytest tests/e2e --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
-bench: venv collection ## run every tests/bench/bench_*.py and tests/*/bench_*.py (each prints its ratio against its baseline)
-	@shopt -s nullglob; benches=(tests/bench/bench_*.py tests/provisioner/bench_*.py); \
-	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no tests/bench/bench_*.py yet: nothing to run"; exit 0; fi; \
-	for b in "$${benches[@]}"; do echo "== $$b"; python "$$b"; done
+# The benchmarks: every tests/bench/bench_*.py and tests/provisioner/bench_*.py. Each exits 1 when it misses its
+# target (the figure it prints beside its ratio); `--short` proves it works (every arm runs once, the ratio is
+# printed) without judging the ratio, which a busy 2-core CI machine cannot hold.
+BENCHES = tests/bench/bench_*.py tests/provisioner/bench_*.py
+BENCH_RUN = shopt -s nullglob; benches=($(BENCHES)); failed=(); \
+	if [ $${\#benches[@]} -eq 0 ]; then echo "bench: no benchmark found ($(BENCHES))" >&2; exit 1; fi; \
+	for b in "$${benches[@]}"; do echo "== $$b $(1)"; python "$$b" $(1) || failed+=("$$b"); done; \
+	if [ $${\#failed[@]} -ne 0 ]; then echo "bench: missed its target or failed: $${failed[*]}" >&2; exit 1; fi
+
+bench: venv collection ## every benchmark in full; fails when one misses its target and says which
+	@$(call BENCH_RUN,)
+
+bench-short: venv collection ## every benchmark in its --short form: proves each runs and prints its ratio, not judged
+	@$(call BENCH_RUN,--short)
 
 demo: deps venv collection ## the main job: python demo/demo.py
 	@if [ -f demo/demo.py ]; then python demo/demo.py; else echo "demo: demo/demo.py does not exist yet"; fi
 
-test: ## every step in order, failing fast: deps venv collection sanity lint unit lab-tests provisioner-tests integration e2e bench
+test: ## every step in order, failing fast: deps venv collection sanity lint unit lab-tests provisioner-tests integration e2e bench-short
 	@for step in $(TEST_STEPS); do \
 	  echo "==== make $$step"; start=$$(date +%s); \
 	  $(MAKE) $$step || { echo "==== make $$step FAILED after $$(( $$(date +%s) - start ))s" >&2; exit 1; }; \

@@ -236,4 +236,3 @@ def test_rm_all_and_no_secret_in_verbose_output(verbs, lab_rack, lab_nodes):
     # a second rm of the same names: they are gone; with machine_missing_ok it changes nothing
     assert verbs.run('rm', 'e2e-b2,e2e-b3', expect_ok=False).rc != 0
     assert _changed(verbs.run('rm', 'e2e-b2,e2e-b3', machine_missing_ok=True)) == 0
-

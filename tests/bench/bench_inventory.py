@@ -153,6 +153,8 @@ SCRIPT = textwrap.dedent('''\
                 hv["bmc_port"] = bmc["port"]
             if bmc.get("protocol"):
                 hv["bmc_protocol"] = bmc["protocol"]
+            if bmc.get("system_id"):
+                hv["bmc_system_id"] = bmc["system_id"]
         if n["state"] == "deployed" and n.get("ip_address"):
             hv["ansible_host"] = n["ip_address"]
         for key, var in (("docker_url", "ingot_docker_url"), ("maintenance_reason", "ingot_maintenance_reason"),

@@ -130,8 +130,9 @@ def _story(lab_rack, work, step, expect, times):
     step('ansible-playbook ingot.metal.ls')
     for line in deploylib.task_messages(verbs.run('ls', 'all'), 'Machines'):
         print('   ' + line)
-    step('ansible-playbook ingot.metal.ssh -e name=demo-1 -e cmd="docker ps -a --format ..."')
-    out = verbs.run('ssh', 'demo-1', cmd='hostname; docker ps -a --format "{{.Image}} {{.Status}}"')
+    # Ansible templates every extra variable: docker's Go template goes inside {% raw %}...{% endraw %}
+    step('ansible-playbook ingot.metal.ssh -e name=demo-1 -e cmd="{% raw %}docker ps -a --format ...{% endraw %}"')
+    out = verbs.run('ssh', 'demo-1', cmd='{% raw %}hostname; docker ps -a --format "{{.Image}} {{.Status}}"{% endraw %}')
     lines = deploylib.task_messages(out, 'Output')
     print('   ' + '\n   '.join(lines))
     expect(lines[:1] == ['demo-1'], 'ssh with the pinned host key runs the command on demo-1')

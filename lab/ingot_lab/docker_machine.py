@@ -34,11 +34,14 @@ The machine runs inside the vBMC server process (root): it calls the ``docker`` 
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import time
 
 from ingot_lab.machines import POWER_OFF, POWER_ON, MachineError, MemoryMachine, PowerStateError
+
+log = logging.getLogger('ingot_lab.docker_machine')
 
 DEFAULT_IMAGE = 'ingot-lab/firmware:latest'
 DEFAULT_BRIDGE = 'ingotlab0'
@@ -46,10 +49,15 @@ LABEL = 'org.ingot-metal.lab-node'
 DIR_LABEL = 'org.ingot-metal.lab-dir'     # the state directory of the lab that made the container
 SOFT_OFF_TIMEOUT = 60
 DOCKER_TIMEOUT = 60
+SLOW_COMMAND = 3.0   # seconds: a docker or ip command slower than this is logged
 
 
 def _run(argv, check=True, timeout=DOCKER_TIMEOUT, input_text=None):
+    started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, input=input_text)
+    took = time.monotonic() - started
+    if took > SLOW_COMMAND:
+        log.warning('%s took %.1f s', ' '.join(argv[:4]), took)
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()[-500:]
         raise MachineError('%s failed (%d): %s' % (' '.join(argv[:3]), proc.returncode, detail))
@@ -97,8 +105,20 @@ class DockerMachine(MemoryMachine):
         return json.loads(proc.stdout)[0]
 
     def running(self):
-        info = self._inspect()
-        return bool(info and info['State']['Running'])
+        # `docker ps` reads the engine's lock-free view of its containers; `docker inspect` waits for the
+        # container's own lock, which the engine holds while it starts, kills or cleans up after that
+        # container. A power-state read must not wait behind that: one process answers for every vBMC of
+        # its shard, so one slow read is a silent BMC for all of them.
+        proc = _run(['docker', 'ps', '--all', '--no-trunc', '--filter', 'name=^/?%s$' % self.container,
+                     '--format', '{{.Names}} {{.State}}'], check=False)
+        if proc.returncode != 0:
+            info = self._inspect()
+            return bool(info and info['State']['Running'])
+        for line in proc.stdout.splitlines():
+            name, _, state = line.strip().partition(' ')
+            if name.lstrip('/') == self.container:
+                return state in ('running', 'paused', 'restarting')
+        return False
 
     def _is_current(self, info):
         """Was the container made by this lab, from this image, with this disk?  Raises when it

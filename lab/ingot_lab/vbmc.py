@@ -55,6 +55,8 @@ MAX_FRU_READ = 224
 
 # a request repeated on its session within this many seconds is a retransmission (see handle_raw_request)
 RETRANSMIT_WINDOW = 10.0
+# A request that takes longer than this (seconds) is logged as slow.
+SLOW_REQUEST = 2.0
 
 CC_OK = 0x00
 CC_NODE_BUSY = 0xC0
@@ -186,7 +188,13 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
             if last[2] is not None:
                 session.send_ipmi_response(**last[2])
             return
+        started = time.monotonic()
         reply = self._dispatch(key, request, session)
+        took = time.monotonic() - started
+        if took > SLOW_REQUEST:
+            # one process serves every vBMC of a shard: while a request runs, the others wait
+            log.warning('%s: request netfn 0x%02x cmd 0x%02x took %.1f s (the other vBMCs of this process '
+                        'waited)', self.name, key[0], key[1], took)
         session.ingot_last_request = (ident, time.monotonic(), reply)
         if reply is not None:
             session.send_ipmi_response(**reply)

@@ -114,6 +114,32 @@ def wait_for(predicate, timeout, interval=0.25, what='condition'):
     raise AssertionError('timed out after %.0f s waiting for %s' % (timeout, what))
 
 
+def _tail(path, lines):
+    try:
+        with open(path, errors='replace') as handle:
+            return ''.join(handle.readlines()[-lines:])
+    except OSError as exc:
+        return '(%s)\n' % exc
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used the rack carries the end of the vBMC logs and of dockerd's log: a BMC that
+    stops answering or a node container that will not stop is seen there, and the rack is gone after the
+    session."""
+    outcome = yield
+    report = outcome.get_result()
+    running = item.funcargs.get('lab_rack') if hasattr(item, 'funcargs') else None
+    if report.when != 'call' or not report.failed or running is None:
+        return
+    logs = os.path.join(running.state_dir, 'logs')
+    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else ():
+        if name.endswith('.log'):
+            report.sections.append(('lab log %s (last 80 lines)' % name, _tail(os.path.join(logs, name), 80)))
+    docker_log = os.path.join(os.environ.get('INGOT_DOCKER_STATE_DIR', '/var/lib/ingot-test-docker'), 'dockerd.log')
+    report.sections.append(('dockerd.log (last 40 lines)', _tail(docker_log, 40)))
+
+
 def pytest_collection_modifyitems(items):
     """test_rack.py's tests first (they expect fresh nodes), then the other files, and the test that
     takes the rack down and compares the host last of all."""

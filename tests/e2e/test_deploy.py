@@ -6,7 +6,8 @@ pinned from the registry answers.  Then the wipe on release, and a node powered 
 deploy (deploy timeout of the e2e rack: conftest.DEPLOY_TIMEOUT), then its retry.
 
 Runs after test_rack.py's tests (conftest orders them): it uses the last node (deploy, wipe) and the
-first (failure path); run alone it registers them itself."""
+first (failure path); run alone it registers them itself. The deployed node is a module fixture: the
+release test run alone deploys it first."""
 
 import os
 import time
@@ -69,13 +70,12 @@ def _read(path):
         return handle.read()
 
 
-DEPLOYED = {}
-
-
-def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_image, ssh_key, ssh_dir):
+@pytest.fixture(scope='module')
+def deployed(lab_rack, lab_image, ssh_key, ssh_dir):
+    """The rack's last node deployed with the real image (once for this module, whichever test asks
+    first): its node record, name, address and the seconds from power-on to deployed and to SSH."""
     name = sorted(lab_rack.config)[-1]
     key, pubkey = ssh_key
-    vm = lab_rack.machine(name)
     hostname = 'e2e-%s' % name
     node = deploylib.allocate(lab_rack, name)
     node = deploylib.deploy(lab_rack, node, lab_image['name'], pubkey, hostname, 'deployed-by-e2e')
@@ -83,21 +83,28 @@ def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_i
     start = time.monotonic()
     deploylib.pxe_on(lab_rack, [name])
     deploylib.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
-    deployed = time.monotonic() - start
+    seconds = time.monotonic() - start
+    ip, proc = deploylib.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
+    return {'node': node, 'name': name, 'hostname': hostname, 'ip': ip, 'hostname_over_ssh': proc.stdout.strip(),
+            'deployed_s': seconds, 'ssh_s': time.monotonic() - start}
+
+
+def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_image, ssh_key, ssh_dir, deployed):
+    node, name, hostname, ip = deployed['node'], deployed['name'], deployed['hostname'], deployed['ip']
+    key, pubkey = ssh_key
+    vm = lab_rack.machine(name)
     events = lab_rack.api('/api/v1/nodes/%s/events' % node['id'])['items']
     success = [e for e in events if e['kind'] == 'agent_report' and 'installed on' in e['message']]
     assert success and lab_image['sha256'] in success[-1]['message'], events[-5:]
     console = lab_rack.console(name)
     assert "sha256 %s verified" % lab_image['sha256'] in console
 
-    ip, proc = deploylib.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
-    answered = time.monotonic() - start
-    assert proc.stdout.strip() == hostname
+    assert deployed['hostname_over_ssh'] == hostname
     status = deploylib.ssh(ip, key, os.path.join(ssh_dir, 'known_hosts.%s' % name), 'cloud-init status --wait',
                            timeout=120)
     assert status.returncode == 0 and 'status: done' in status.stdout, (status.stdout, status.stderr)
     print('deploy of %s (%d bytes): power on to deployed %.1f s, to ssh answering %.1f s'
-          % (lab_image['name'], lab_image.get('size') or 0, deployed, answered))
+          % (lab_image['name'], lab_image.get('size') or 0, deployed['deployed_s'], deployed['ssh_s']))
 
     # a wrong pinned key is refused: no trust on first use
     wrong = os.path.join(ssh_dir, 'known_hosts.wrong')
@@ -119,14 +126,10 @@ def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_i
     host_pub = _read(os.path.join(disk, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).split()[:2]
     assert ' '.join(host_pub) == ' '.join(node['ssh_host_keys']['ed25519'].split()[:2])
     assert not os.path.exists(os.path.join(disk, '.ingot-staging'))
-    DEPLOYED['node'] = node
-    DEPLOYED['name'] = name
 
 
-def test_release_wipes_the_disk_and_node_is_ready(lab_rack):
-    if 'node' not in DEPLOYED:
-        pytest.skip('needs the deployed node of the previous test')
-    node, name = DEPLOYED['node'], DEPLOYED['name']
+def test_release_wipes_the_disk_and_node_is_ready(lab_rack, deployed):
+    node, name = deployed['node'], deployed['name']
     vm = lab_rack.machine(name)
     written = ['etc/hostname', 'root/e2e-marker', 'var/lib/cloud/seed/nocloud/user-data',
                'etc/cloud/cloud.cfg.d/99_ingot.cfg', 'lib/systemd/systemd']

@@ -155,6 +155,12 @@ def test_ls_env_ssh_ip_url_config(verbs, lab_rack):
 
     out = verbs.run('ssh', 'e2e-b1', cmd='cat /etc/hostname')
     assert deploylib.task_messages(out, 'Output') == ['e2e-b1']
+    # braces (docker's Go templates) pass through inside {% raw %}; without it, a message says so and nothing runs
+    out = verbs.run('ssh', 'e2e-b1', cmd='{% raw %}docker info --format "{{.Name}}"{% endraw %}')
+    assert deploylib.task_messages(out, 'Output') == ['e2e-b1']
+    bare = verbs.run('ssh', 'e2e-b1', cmd='docker info --format "{{.Name}}"', expect_ok=False)
+    assert bare.rc != 0 and 'Nothing was run' in bare.stdout and '{% raw %}' in bare.stdout, bare.stdout[-2000:]
+    assert not [r for r in bare.results if r.task == 'Run cmd'], 'the command ran though cmd= could not be read'
     ssh_line = verbs.run('ssh', 'e2e-b1')
     assert 'UserKnownHostsFile=%s' % os.path.join(verbs.store, 'e2e-b1', 'known_hosts') in ssh_line.stdout
     # the user's ssh_config now includes the store's: `ssh NAME` works
@@ -236,3 +242,52 @@ def test_rm_all_and_no_secret_in_verbose_output(verbs, lab_rack, lab_nodes):
     # a second rm of the same names: they are gone; with machine_missing_ok it changes nothing
     assert verbs.run('rm', 'e2e-b2,e2e-b3', expect_ok=False).rc != 0
     assert _changed(verbs.run('rm', 'e2e-b2,e2e-b3', machine_missing_ok=True)) == 0
+
+
+def test_failures_name_the_machine_and_a_second_run_finishes(verbs, lab_rack, lab_nodes):
+    """A wrong BMC password, a controller that stops waiting (a timeout, as after Ctrl-C) and a bad image
+    checksum: each run fails with a message that names the machine and what to do, and leaves nothing a
+    second run cannot finish."""
+    wrong = {name: {'user': lab_rack.config[name]['user'], 'password': 'not-the-password'} for name in lab_nodes}
+    bad_password = verbs.run('create', 'e2e-f1', expect_ok=False, ingot_bmc_credentials=wrong)
+    assert bad_password.rc != 0
+    node = verbs.node('e2e-f1')
+    assert node is not None and node['state'] == 'deploying', node   # allocated, its deploy waiting for its boot
+    assert node['name'] in bad_password.stdout and 'e2e-f1' in bad_password.stdout, bad_password.stdout[-3000:]
+    report = '\n'.join(deploylib.task_messages(bad_password, 'Report the machines whose nodes could not be PXE-booted'))
+    assert 'machine e2e-f1 (node %s)' % node['name'] in report and 'credentials' in report, report
+    assert 'run create again' in report, report
+    assert 'not-the-password' not in bad_password.stdout
+    assert lab_rack.power(node['name']) == 'off'
+
+    # run again with the right credentials, but stop waiting after 5 s (the deploy goes on in the rack)
+    stopped = verbs.run('create', 'e2e-f1', expect_ok=False, machine_deploy_timeout=5)
+    assert stopped.rc != 0
+    report = '\n'.join(deploylib.task_messages(stopped, 'Report the machines whose deploy failed'))
+    assert 'Machine e2e-f1 (node %s)' % node['name'] in report and 'create again' in report, report
+    assert verbs.node('e2e-f1')['state'] == 'deploying'
+
+    # and again, to the end: the same node, deployed, and Docker answers over TLS
+    verbs.run('create', 'e2e-f1')
+    done = verbs.node('e2e-f1')
+    assert done['name'] == node['name'] and done['state'] == 'deployed', done
+    assert verbs.docker('e2e-f1', 'info', '--format', '{{.Name}}').stdout.decode().strip() == 'e2e-f1'
+
+    # an image whose checksum is not its file's: the agent refuses to write it
+    good = [i for i in lab_rack.api('/api/v1/images')['items'] if i['name'] == e2e_image.DOCKER_NAME][0]
+    lab_rack.api('/api/v1/images', 'POST', {'name': 'e2e-bad-checksum', 'url': good['url'], 'sha256': '0' * 64,
+                                            'format': good['format']})
+    try:
+        bad_image = verbs.run('create', 'e2e-f2', expect_ok=False, machine_image='e2e-bad-checksum')
+        assert bad_image.rc != 0
+        failed = verbs.node('e2e-f2')
+        assert failed is not None and failed['state'] == 'deploy_failed', failed
+        report = '\n'.join(deploylib.task_messages(bad_image, 'Report the machines whose deploy failed'))
+        assert 'Machine e2e-f2 (node %s)' % failed['name'] in report and 'sha256' in report.lower(), report
+        # a failed machine is given back like any other
+        verbs.run('rm', 'e2e-f1,e2e-f2')
+    finally:
+        lab_rack.api('/api/v1/images/e2e-bad-checksum', 'DELETE')
+    for name in lab_nodes:
+        record = lab_rack.api('/api/v1/nodes/%s' % name)
+        assert record['state'] == 'ready' and not record['owner'], record

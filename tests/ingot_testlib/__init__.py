@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -116,6 +117,10 @@ def run_playbook(playbook, inventory, extravars=None, forks=5, verbosity=0, chec
 
     workdir = workdir or tempfile.mkdtemp(prefix='ingot-run-')
     os.makedirs(workdir, exist_ok=True)
+    # ansible-runner reads env/envvars, env/extravars... of an earlier run in the same workdir and lets them
+    # win over the arguments given here (a cached workdir made by another checkout then points Ansible at
+    # that checkout's collection): every run starts from this call's arguments only.
+    shutil.rmtree(os.path.join(workdir, 'env'), ignore_errors=True)
     if not isinstance(playbook, str):
         path = os.path.join(workdir, 'playbook.yml')
         with open(path, 'w') as f:

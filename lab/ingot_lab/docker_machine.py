@@ -115,9 +115,9 @@ class DockerMachine(MemoryMachine):
             info = self._inspect()
             return bool(info and info['State']['Running'])
         for line in proc.stdout.splitlines():
-            name, _, state = line.strip().partition(' ')
-            if name.lstrip('/') == self.container:
-                return state in ('running', 'paused', 'restarting')
+            fields = line.split()
+            if len(fields) == 2 and fields[0].lstrip('/') == self.container:
+                return fields[1] in ('running', 'paused', 'restarting')
         return False
 
     def _is_current(self, info):

@@ -480,7 +480,9 @@ def router(ctx) -> APIRouter:  # noqa: C901 - the routes of the view, one closur
         if state["streams"] >= ctx.settings.view_max_streams:
             return PlainTextResponse(f"too many open event streams ({ctx.settings.view_max_streams}); retry later",
                                      status_code=503, headers={**HEADERS, "Retry-After": "5"})
-        since = _since(request.headers.get("last-event-id")) or _since(since_param)
+        since = _since(request.headers.get("last-event-id"))
+        if since is None:
+            since = _since(since_param)
         if since is None:
             with ctx.db.read() as s:
                 since = max_event_id(s)

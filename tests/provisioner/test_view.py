@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ingot_provtest import ADMIN_TOKEN, Database, Server, create_app, make_settings
+from ingot_provisioner.config import ConfigError, check_settings
 from ingot_viewtest import (IMAGE_SIZE, VIEW_TOKEN, SseReader, add_image, add_node, agent_report, allocate, api,
                             deploy, deploy_token, logged_in, release)
 
@@ -246,3 +247,37 @@ def test_the_view_can_be_turned_off_and_moved(tmp_path):
     for bad in ("/api/v1", "ui", "/UI", "/a b", "/agent/x"):
         with pytest.raises(Exception, match="view_path"):
             make_settings(tmp_path, view_path=bad)
+
+
+def test_the_view_on_postgresql(postgres_db, postgres_url, tmp_path):
+    server = Server(tmp_path, database_url=postgres_url, view_token=VIEW_TOKEN)
+    server.start()
+    try:
+        add_image(server)
+        add_node(server, "pg-1", "02:00:00:00:06:01", pool="pool-pg")
+        with logged_in(server) as client:
+            assert _rows(client.get("/ui/?pool=pool-pg").text) == ["pg-1"]
+            stream = SseReader(client, "/ui/nodes/pg-1/events?since=0")
+            allocate(server, "pool-pg", owner="dave", name="pg")
+            deploy(server, "pg-1")
+            token = deploy_token(server, "02:00:00:00:06:01")
+            agent_report(server, token, "progress", bytes_written=IMAGE_SIZE // 2)
+            got = stream.wait_for(lambda n, d: (d["progress"] or {}).get("bytes_written") == IMAGE_SIZE // 2,
+                                  what="the progress report")
+            assert got["progress"]["size"] == IMAGE_SIZE and got["node"]["state"] == "deploying"
+            page = client.get("/ui/nodes/pg-1").text
+            assert f'value="{IMAGE_SIZE // 2}"' in page and 'id="count-deploying" data-state="deploying">1<' in \
+                client.get("/ui/").text
+    finally:
+        server.stop()
+
+
+def test_view_token_settings(tmp_path):
+    token_file = tmp_path / "view-token"
+    token_file.write_text(VIEW_TOKEN + "\n")
+    settings = make_settings(tmp_path, view_token_file=str(token_file))
+    assert settings.view_token_value() == VIEW_TOKEN and VIEW_TOKEN not in repr(settings)
+    assert check_settings(settings) == []
+    assert "the view token is shorter than 16 characters" in check_settings(make_settings(tmp_path, view_token="short"))
+    with pytest.raises(ConfigError, match="view_token_file"):
+        make_settings(tmp_path, view_token_file=str(tmp_path / "missing"))

@@ -281,3 +281,17 @@ def test_view_token_settings(tmp_path):
     assert "the view token is shorter than 16 characters" in check_settings(make_settings(tmp_path, view_token="short"))
     with pytest.raises(ConfigError, match="view_token_file"):
         make_settings(tmp_path, view_token_file=str(tmp_path / "missing"))
+
+
+def test_check_config_names_the_view(tmp_path, monkeypatch, capsys):
+    from ingot_provisioner.__main__ import main
+
+    cfg = tmp_path / "config.yml"
+    monkeypatch.setenv("INGOT_PROVISIONER_ADMIN_TOKEN", ADMIN_TOKEN)
+    for text, expected in ((f"view_token: {VIEW_TOKEN}\n", "web view at /ui/ for the admin token or the view token"),
+                           ("view_path: /watch\n", "web view at /watch/ for the admin token (no view token)"),
+                           ("view_enabled: false\n", "web view off")):
+        cfg.write_text(f"database_url: sqlite:///{tmp_path}/r.db\n" + text)
+        assert main(["check-config", "--config", str(cfg)]) == 0
+        out = capsys.readouterr().out
+        assert expected in out and VIEW_TOKEN not in out

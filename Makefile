@@ -42,9 +42,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD):$(VENV_SITE)/ansible_collections
 export INGOT_RUNNER_DIR := $(REPO)/.runner
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests integration molecule e2e bench-short
+TEST_STEPS := deps venv collection sanity lint unit lab-tests provisioner-tests browser-tests integration molecule e2e bench-short
 
-.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests integration molecule e2e bench bench-short demo test clean distclean
+.PHONY: help deps venv collection sanity lint changelog-lint ee unit lab-tests provisioner-tests browser-tests integration molecule e2e bench bench-short demo test clean distclean
 
 help: ## list the targets
 	@echo "ingot.metal make targets:"
@@ -100,6 +100,9 @@ lab-tests: venv collection ## pytest tests/lab (the virtual BMC lab)
 
 provisioner-tests: venv collection ## pytest tests/provisioner (the provisioner service, its agent, races, crashes)
 	@$(REPO)/hack/run-pytest tests/provisioner --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+browser-tests: venv collection ## pytest tests/browser (the provisioner's web view in headless Chromium, Selenium)
+	@$(REPO)/hack/run-pytest tests/browser --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
 integration: venv collection ## pytest tests/integration
 	@$(REPO)/hack/run-pytest tests/integration --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)

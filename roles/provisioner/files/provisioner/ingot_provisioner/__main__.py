@@ -37,8 +37,15 @@ def cmd_check(args) -> int:
         return 2
     print(f"configuration ok: listen {settings.listen_address}:{settings.port}, "
           f"database {redact_url(settings.database_url)}, public URL {settings.base_url}, "
-          f"image store {settings.image_dir}, deploy timeout {settings.deploy_timeout:g} s")
+          f"image store {settings.image_dir}, deploy timeout {settings.deploy_timeout:g} s, {_view_text(settings)}")
     return 0
+
+
+def _view_text(settings) -> str:
+    if not settings.view_enabled:
+        return "web view off"
+    who = "the admin token or the view token" if settings.view_token_value() else "the admin token (no view token)"
+    return f"web view at {settings.view_path}/ for {who}"
 
 
 def cmd_migrate(args) -> int:

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, boundary, registry, schemas
+from . import __version__, boundary, registry, schemas, view
 from .bootart import Renderer
 from .config import Settings
 from .db import Database
@@ -148,6 +148,7 @@ class Context:
         self.networks = settings.networks
         self.discovery_limit = boundary.RateLimit(settings.discovery_rate_limit)
         register_secret(settings.admin_token_value())
+        register_secret(settings.view_token_value())
 
 
 def create_app(settings: Settings, db: Optional[Database] = None, *, start_reaper: bool = True) -> FastAPI:
@@ -447,6 +448,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     app.include_router(admin)
     app.include_router(boot)
     app.include_router(agent)
+    view.install(app, ctx)
     return app
 
 

@@ -91,6 +91,18 @@ class RateLimit:
         self._log: dict = {}
         self._lock = threading.Lock()
 
+    def check(self, key: str, what: str) -> None:
+        """Raise 429 when ``key`` has used its ``per_minute`` events, without counting one more."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._log.get(key)
+            while times and times[0] <= now - 60:
+                times.popleft()
+            if times is not None and len(times) >= self.per_minute:
+                wait = max(1, int(times[0] + 60 - now) + 1)
+                raise ApiError(f"{what}: more than {self.per_minute} refused attempts a minute from {key}; retry in "
+                               f"{wait} s", status=429, code="rate_limited", headers={"Retry-After": str(wait)})
+
     def hit(self, key: str, what: str) -> None:
         now = time.monotonic()
         with self._lock:

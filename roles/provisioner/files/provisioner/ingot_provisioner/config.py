@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 ENV_PREFIX = "INGOT_PROVISIONER_"
 DEFAULT_CONFIG = "/etc/ingot-provisioner/config.yml"
 _URL_RE = re.compile(r"^https?://[^\s\"'<>\\]+$")
+_VIEW_PATH_RE = re.compile(r"^(/[a-z0-9][a-z0-9_-]{0,62}){1,4}$")
+_RESERVED_PATHS = ("/api", "/boot", "/discovery", "/images", "/ramdisk", "/agent", "/docs", "/redoc", "/openapi.json")
 
 
 class ConfigError(Exception):
@@ -61,6 +63,17 @@ class Settings(BaseModel):
                                       description="discovery reports per minute from one source address")
     max_discovered_nodes: int = Field(1000, ge=1, le=1000000,
                                       description="discovery registers no new node while this many are discovered")
+    view_enabled: bool = Field(True, description="serve the read-only web view (rack and node pages) at view_path")
+    view_path: str = Field("/ui", description="path prefix of the web view (lower case, e.g. /ui)")
+    view_token: Optional[SecretStr] = Field(None, description="read-only token of the web view (the admin token "
+                                            "is accepted too)")
+    view_token_file: Optional[str] = Field(None, description="file holding the view token (first line)")
+    view_session_seconds: int = Field(43200, ge=60, le=30 * 86400,
+                                      description="lifetime of the view's login cookie (HMAC-signed session)")
+    view_stream_seconds: float = Field(300, ge=1, le=3600,
+                                       description="an event stream (SSE) of the view ends after this long; the "
+                                                   "browser reconnects and resumes from its last event")
+    view_max_streams: int = Field(32, ge=1, le=10000, description="event streams open at once (more get 503)")
 
     @field_validator("provisioning_networks")
     @classmethod
@@ -80,6 +93,16 @@ class Settings(BaseModel):
             v = v.rstrip("/")
             if not _URL_RE.match(v):
                 raise ValueError("must be an http(s) URL without whitespace or quotes")
+        return v
+
+    @field_validator("view_path")
+    @classmethod
+    def _view_path(cls, v):
+        v = v.rstrip("/")
+        if not _VIEW_PATH_RE.match(v):
+            raise ValueError("must be a path like /ui (lower-case letters, digits, '-' and '_')")
+        if any(v == p or v.startswith(p + "/") for p in _RESERVED_PATHS):
+            raise ValueError(f"{v} is a path of the API ({', '.join(_RESERVED_PATHS)})")
         return v
 
     @field_validator("ramdisk_args", "agent_target")
@@ -119,6 +142,9 @@ class Settings(BaseModel):
 
     def admin_token_value(self) -> str:
         return self.admin_token.get_secret_value() if self.admin_token else ""
+
+    def view_token_value(self) -> str:
+        return self.view_token.get_secret_value() if self.view_token else ""
 
 
 def _coerce_env(name: str, raw: str):
@@ -166,16 +192,22 @@ def load_settings(path: str | None = None, env: dict | None = None, overrides: d
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid configuration ({path}): {problems}") from None
-    if not settings.admin_token and settings.admin_token_file:
-        try:
-            with open(settings.admin_token_file, encoding="utf-8") as fh:
-                token = fh.readline().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read admin_token_file {settings.admin_token_file}: {exc.strerror}") from None
-        if not token:
-            raise ConfigError(f"admin_token_file {settings.admin_token_file} is empty")
-        settings.admin_token = SecretStr(token)
+    for name in ("admin_token", "view_token"):
+        token_file = getattr(settings, name + "_file")
+        if not getattr(settings, name) and token_file:
+            setattr(settings, name, SecretStr(_read_token_file(name + "_file", token_file)))
     return settings
+
+
+def _read_token_file(key: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {key} {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"{key} {path} is empty")
+    return token
 
 
 def check_settings(settings: Settings) -> list[str]:
@@ -186,6 +218,9 @@ def check_settings(settings: Settings) -> list[str]:
         problems.append("no admin token: set admin_token, admin_token_file or INGOT_PROVISIONER_ADMIN_TOKEN")
     elif len(token) < 16:
         problems.append("the admin token is shorter than 16 characters")
+    view_token = settings.view_token_value()
+    if view_token and len(view_token) < 16:
+        problems.append("the view token is shorter than 16 characters")
     url = settings.database_url
     if not (url.startswith("sqlite:") or url.startswith("postgresql") or url.startswith("postgres://")):
         problems.append("database_url must be sqlite:///PATH or postgresql://...")

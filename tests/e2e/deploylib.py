@@ -256,11 +256,12 @@ class Verbs:
         self.owner = owner
         self.runs = 0
 
-    def run(self, verb, name, check=False, expect_ok=True, verbosity=0, progress=False, **extra):
+    def run(self, verb, name, check=False, expect_ok=True, verbosity=0, progress=False, cancel_when=None, **extra):
         self.runs += 1
         result = run_playbook('ingot.metal.%s' % verb, self.inventory, extravars=dict(name=name, **extra),
                               envvars=self.env, check=check, diff=check, timeout=1500, verbosity=verbosity, progress=progress,
-                              workdir=os.path.join(self.work, 'runs', '%02d-%s' % (self.runs, verb)))
+                              workdir=os.path.join(self.work, 'runs', '%02d-%s' % (self.runs, verb)),
+                              cancel_when=cancel_when)
         if expect_ok:
             assert result.status == 'successful' and result.rc == 0, result.stdout[-6000:]
         return result

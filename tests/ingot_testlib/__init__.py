@@ -111,8 +111,10 @@ def write_inventory(path: str, inventory: dict) -> str:
 
 
 def run_playbook(playbook, inventory, extravars=None, forks=5, verbosity=0, check=False, diff=False,
-                 timeout=600, progress=False, workdir=None, envvars=None, limit=None) -> RunResult:
-    """Run a playbook (a path, or a list of plays) with ansible-runner and collect its events."""
+                 timeout=600, progress=False, workdir=None, envvars=None, limit=None, cancel_when=None) -> RunResult:
+    """Run a playbook (a path, or a list of plays) with ansible-runner and collect its events.
+    CANCEL_WHEN (a callable, polled by ansible-runner every few seconds) kills the run when it returns true, as
+    a user's Ctrl-C or a dead controller would: the result's status is then ``canceled``."""
     import ansible_runner
 
     workdir = workdir or tempfile.mkdtemp(prefix='ingot-run-')
@@ -162,7 +164,7 @@ def run_playbook(playbook, inventory, extravars=None, forks=5, verbosity=0, chec
         private_data_dir=workdir, playbook=playbook, inventory=os.path.abspath(inventory),
         extravars=extravars or {}, envvars=ansible_env(envvars), forks=forks, verbosity=verbosity,
         cmdline=' '.join(cmdline) or None, quiet=True, event_handler=on_event, timeout=timeout,
-        rotate_artifacts=0)
+        rotate_artifacts=0, cancel_callback=(lambda: bool(cancel_when())) if cancel_when else None)
     seconds = time.monotonic() - start
     stdout = r.stdout.read() if r.stdout else ''
     return RunResult(status=r.status, rc=r.rc, stats=r.stats or {}, results=results, stdout=stdout,

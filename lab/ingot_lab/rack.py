@@ -104,15 +104,20 @@ def _step(name):
     return wrap
 
 
+def docker_state_dir(lab):
+    """Where the lab's Docker engine keeps its state and its log (dockerd.log)."""
+    return os.path.join(lab.dir, 'docker')
+
+
 def _docker_env(lab):
     env = dict(os.environ)
-    env['INGOT_DOCKER_STATE_DIR'] = os.path.join(lab.dir, 'docker')
+    env['INGOT_DOCKER_STATE_DIR'] = docker_state_dir(lab)
     return env
 
 
 @_step('Docker engine')
 def _ensure_docker(lab, record):
-    record.add('docker', state_dir=os.path.join(lab.dir, 'docker'))
+    record.add('docker', state_dir=docker_state_dir(lab))
     _run([os.path.join(REPO, 'tests', 'docker', 'ensure-docker')], env=_docker_env(lab))
 
 

@@ -136,7 +136,7 @@ def pytest_runtest_makereport(item, call):
     for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else ():
         if name.endswith('.log'):
             report.sections.append(('lab log %s (last 80 lines)' % name, _tail(os.path.join(logs, name), 80)))
-    docker_log = os.path.join(os.environ.get('INGOT_DOCKER_STATE_DIR', '/var/lib/ingot-test-docker'), 'dockerd.log')
+    docker_log = os.path.join(rack.docker_state_dir(running.lab), 'dockerd.log')
     report.sections.append(('dockerd.log (last 40 lines)', _tail(docker_log, 40)))
 
 

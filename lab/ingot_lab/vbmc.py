@@ -58,8 +58,6 @@ RETRANSMIT_WINDOW = 10.0
 # A request that takes longer than this (seconds) is logged as slow.
 SLOW_REQUEST = 2.0
 
-CC_OK = 0x00
-CC_NODE_BUSY = 0xC0
 CC_INVALID_COMMAND = 0xC1
 CC_RESERVATION_CANCELLED = 0xC5
 CC_REQUEST_DATA_LENGTH_INVALID = 0xC7

@@ -2,20 +2,22 @@
 
 Each BMC gets a fresh session (login, Get Chassis Status, Close Session), as a fleet task that
 does not keep sessions would; credentials are bytes (pyghmi quirk 3) and the client-side fixes
-(quirks 5 and 6, via plugins/module_utils/pyghmi_compat.py when present) are applied.
+of plugins/module_utils/pyghmi_compat.py (quirks 5 and 6, and the race-safe receive) are applied.
 """
 
 import concurrent.futures
 import statistics
 import time
 
-from ingot_lab import pyghmi_server_fixes as fixes
+from ingot_lab import apply_pyghmi_compat, load_pyghmi_compat
+
+compat = load_pyghmi_compat()
 
 
 def power_sweep(targets, threads=20, logout=True):
     """Read the power state of every ``(host, port, user, password)``; return (seconds, results)
     where results maps port to 'on'/'off' or an error string."""
-    fixes.apply_shared_fixes()
+    apply_pyghmi_compat((compat.CLIENT, compat.IO))
     from pyghmi.ipmi import command
 
     def one(target):

@@ -11,8 +11,6 @@ from ingot_lab.state import Lab, LabError
 
 DEFAULT_USER = 'admin'
 DEFAULT_ADDRESS = '127.0.0.1'
-MACHINE_KEYS = ('vendor', 'product', 'serial', 'part_number', 'version', 'asset_tag', 'board_product',
-                'board_serial', 'soft_off_delay', 'soft_off_ignored', 'default_boot_device')
 
 
 def _entry(name, port, user, password, macs, nics, address, machine_options, manufacturer_id):

@@ -7,10 +7,11 @@
    that already answers is left alone);
 2. images, cached: ``tests/images/build-image debian-systemd`` and the firmware (``lab/firmware``);
 3. the lab bridge (``ingotlab0``, 10.252.0.0/24, the host at .1 so that tests reach the API) and
-   the ``DOCKER-USER`` accept rule for frames bridged on it (LAB-NOTES G4);
+   the ``DOCKER-USER`` accept rule for frames bridged on it (dockerd sets the FORWARD policy to DROP,
+   and with br_netfilter on, frames bridged on the lab bridge go through FORWARD: DHCP was dropped);
 4. the stopped containers of a lab that is gone (killed without ``down``: Docker keeps them) are
    removed; while another lab is up (a container of it runs, or a vBMC server), ``up`` stops;
-   the provisioner host: a systemd container (LAB-NOTES section 3 flags), eth0 on Docker's default
+   the provisioner host: a systemd container (the flags of lab/firmware/README.md, "Nodes"), eth0 on Docker's default
    bridge for apt/pip, eth1 = 10.252.0.2 on the lab bridge, configured by ``roles/provisioner``
    through ansible-runner (the service, dnsmasq in full DHCP mode on eth1);
 5. N virtual BMCs (``nNNN``, ports BASE..) whose machines are node containers (``docker`` machine

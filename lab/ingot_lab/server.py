@@ -1,12 +1,12 @@
 """The vBMC server process: many virtual BMCs, one serving loop, and the processes that run it.
 
 One process serves any number of BMCs (each on its own loopback UDP port); ``start`` can shard a
-lab over several processes.  pyghmi does the IPMI work, with :mod:`ingot_lab.pyghmi_server_fixes`
-applied: its IO thread (epoll-based here) receives and routes packets, the serving loop
-(:func:`ingot_lab.pyghmi_server_fixes.serve_once`) handles them and runs deferred work (the delay
-fault), and every half second idle sessions are closed, the configuration is re-read if it changed
-(faults, credentials; SIGHUP forces it) and the IO thread is checked.  No exception leaves the
-loop.
+lab over several processes.  pyghmi does the IPMI work, with every patch of the collection's
+``plugins/module_utils/pyghmi_compat.py`` applied (client, io and server groups): its IO thread
+(epoll-based here, :func:`install_server_io_worker`) receives and routes packets, the serving loop
+(:func:`serve_once`) handles them and runs deferred work (the delay fault), and every half second
+idle sessions are closed, the configuration is re-read if it changed (faults, credentials; SIGHUP
+forces it) and the IO thread is checked.  No exception leaves the loop.
 """
 
 import contextlib
@@ -15,18 +15,21 @@ import importlib.util
 import itertools
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
-from ingot_lab import pyghmi_server_fixes as fixes
+from ingot_lab import apply_pyghmi_compat, load_pyghmi_compat
 from ingot_lab.faults import Faults
 from ingot_lab.machines import create_machine
 from ingot_lab.probe import probe
 from ingot_lab.state import LabError
 
 log = logging.getLogger('ingot_lab.server')
+compat = load_pyghmi_compat()
 
 HOUSEKEEPING_INTERVAL = 0.5
 MAX_WAIT = 0.5
@@ -44,6 +47,140 @@ def setup_logging(lab, shard_id, to_stderr=False, level=logging.INFO):
         err = logging.StreamHandler(sys.stderr)
         err.setFormatter(fmt)
         root.addHandler(err)
+
+
+# -- the serving loop and pyghmi's IO thread of a server process ------------------------------------
+# (not patches of pyghmi functions, which are all in plugins/module_utils/pyghmi_compat.py, but
+# this process's own loop: pyghmi's client never runs them)
+
+
+def _epoll_worker_class():
+    """pyghmi's IO thread with epoll instead of select over every socket (server processes only).
+
+    Same loop as pyghmi 1.6.19's ``_IOWorker.run`` (session.define_worker); sockets appended to
+    ``iosockets`` are registered at the next iteration (:func:`wake_io_thread` forces one)."""
+    from pyghmi.ipmi.private import session as S
+
+    class _IOWorker(threading.Thread):
+        def join(self):
+            S.Session._cleanup()
+            self.running = False
+            wake_io_thread()
+            super().join()
+
+        def run(self):
+            self.running = True
+            poller = select.epoll()
+            registered = {}
+            iowaiters = []
+            directediowaiters = {}
+            timeout = 300
+            S.iothreadready = True
+            while S.iothreadwaiters:
+                S.iothreadwaiters.pop().set()
+            while self.running:
+                if len(registered) != len(S.iosockets):
+                    for sock in list(S.iosockets):
+                        if sock.fileno() not in registered:
+                            poller.register(sock.fileno(), select.EPOLLIN)
+                            registered[sock.fileno()] = sock
+                if timeout < 0:
+                    timeout = 0
+                S.selectdeadline = S._monotonic_time() + timeout
+                try:
+                    events = poller.poll(timeout)
+                except InterruptedError:
+                    events = []
+                S.selectdeadline = S._monotonic_time() + 300
+                timeout = 300
+                sockaddrs = compat.drain([registered[fd] for fd, _mask in events if fd in registered], directediowaiters)
+                for w in iowaiters:
+                    w[1].set()
+                iowaiters = []
+                rightnow = S._monotonic_time()
+                for d in list(directediowaiters):
+                    for idx, w in reversed(list(enumerate(directediowaiters[d]))):
+                        ltimeout = w[0] - rightnow
+                        if ltimeout < 0:
+                            w[1].set()
+                            del directediowaiters[d][idx]
+                        elif ltimeout < timeout:
+                            timeout = ltimeout
+                    if not directediowaiters[d]:
+                        del directediowaiters[d]
+                while S.ioqueue:
+                    workitem = S.ioqueue.popleft()
+                    if (workitem[2] is None and sockaddrs) or workitem[2] in sockaddrs:
+                        workitem[1].set()
+                    else:
+                        ltimeout = workitem[0] - S._monotonic_time()
+                        if ltimeout < timeout:
+                            timeout = ltimeout
+                        if workitem[2] is None:
+                            iowaiters.append(workitem)
+                        else:
+                            directediowaiters.setdefault(workitem[2], []).append(workitem)
+
+    return _IOWorker
+
+
+def install_server_io_worker():
+    """Make pyghmi's IO thread use epoll (a server process with hundreds of BMC sockets: select
+    over all of them on every packet cost more than the IPMI work).  Must run before the first
+    socket exists; returns False (and changes nothing) when the IO thread already runs."""
+    from pyghmi.ipmi.private import session as S
+    if compat.is_fixed(S.define_worker):
+        return True
+    if S.iothread is not None or not hasattr(select, 'epoll'):
+        return False
+    S.define_worker = _epoll_worker_class
+    S.define_worker._ingot_fixed = 'ingot_lab server IO worker'
+    return True
+
+
+def wake_io_thread():
+    """Make pyghmi's IO thread run one iteration (e.g. to watch sockets created since)."""
+    from pyghmi.ipmi.private import session as S
+    if S.iosockets:
+        sock = S.iosockets[0]
+        sock.sendto(b'\x01', (S.myself, sock.getsockname()[1]))
+
+
+_server_waiter = None
+
+
+def wake_server_loop():
+    """Make a :func:`serve_once` waiting now return at once (e.g. from a signal handler)."""
+    waiter = _server_waiter
+    if waiter is not None:
+        waiter.set()
+
+
+def serve_once(timeout):
+    """One iteration of a server process's loop: wait up to ``timeout`` seconds for packets, then
+    process every queued one (through pyghmi_compat's ``process_packet``).
+
+    It replaces ``Session.wait_for_rsp`` in a process that is only a server (no client sessions,
+    keep-alives or retry timers to run): it waits on its own timeout instead of waking pyghmi's IO
+    thread with a datagram to shorten that thread's select (which ``_io_wait`` does on nearly
+    every call), so a packet costs one thread hand-off instead of two plus a wake-up datagram.
+    Registering before checking the queue keeps it free of the lost wakeup of quirk 5.
+    """
+    global _server_waiter
+    from pyghmi.ipmi.private import session as S
+    if not S.sessionqueue:
+        # One registered waiter at a time: the IO thread drops an event once it has set it, so an
+        # event not set yet is still registered and can be waited on again (no pile-up of events
+        # registered by timed-out waits while the lab is idle).
+        if _server_waiter is None or _server_waiter.is_set():
+            _server_waiter = threading.Event()
+            S.ioqueue.append((S._monotonic_time() + timeout, _server_waiter, None))
+        if not S.sessionqueue:
+            _server_waiter.wait(timeout)
+    while S.sessionqueue:
+        target = S.sessionqueue.popleft()
+        while target.pktqueue:
+            compat.process_packet(target, target.pktqueue.popleft())
 
 
 class VbmcServer:
@@ -68,11 +205,15 @@ class VbmcServer:
     # -- set-up --------------------------------------------------------------------------------
     def setup(self):
         from ingot_lab.vbmc import VirtualBmc
-        report = fixes.apply()
-        log.info('pyghmi %s, fixes applied: %s; shared fixes: %s', report['version'], report['applied'],
-                 report['shared'])
-        self.pyghmi_report = {'version': report['version'], 'fixes_applied': report['applied'],
-                              'shared': report['shared'], 'io_worker': 'select'}
+        report = apply_pyghmi_compat(compat.GROUPS)
+        applied = not report.get('untested')
+        fixes = sorted(k for k in report if k not in ('version', 'untested'))
+        if applied:
+            log.info('pyghmi %s, fixes applied: %s', report['version'], ', '.join(fixes))
+        else:
+            log.warning('%s; the virtual BMCs may hang or die under load', compat.untested_message(report['version']))
+        self.pyghmi_report = {'version': report['version'], 'fixes_applied': applied, 'fixes': fixes,
+                              'io_worker': 'select'}
         self._config_mtime = self.lab.config_mtime()
         config = self.lab.load()
         names = self.names if self.names is not None else sorted(config['bmcs'], key=lambda n: config['bmcs'][n]['port'])
@@ -80,7 +221,7 @@ class VbmcServer:
         if missing:
             raise LabError('not configured: %s' % ', '.join(missing))
         self.session_timeout = float(config['settings']['session_timeout'])
-        if report['applied'] and fixes.install_server_io_worker():
+        if applied and install_server_io_worker():
             self.pyghmi_report['io_worker'] = 'epoll'
         else:
             log.warning('serving with pyghmi\'s own select() IO loop')
@@ -96,7 +237,7 @@ class VbmcServer:
                 raise LabError('%s: cannot listen on %s:%d/udp: %s' % (
                     name, entry.get('address', '127.0.0.1'), entry['port'], err.strerror or err))
             self.bmcs[name] = bmc
-        fixes.wake_io_thread()   # watch every socket created above
+        wake_io_thread()   # watch every socket created above
         self.generation = config['generation']
         self.started = time.time()
         self._write_record()
@@ -132,15 +273,15 @@ class VbmcServer:
             try:
                 func(*args)
             except Exception:
-                fixes.log_error('error in a deferred task')
+                compat.log_error('error in a deferred task')
 
     def request_stop(self, *_signal):
         self._stop = True
-        fixes.wake_server_loop()
+        wake_server_loop()
 
     def request_reload(self, *_signal):
         self._reload = True
-        fixes.wake_server_loop()
+        wake_server_loop()
 
     def serve_forever(self):
         from pyghmi.ipmi.private import session
@@ -154,17 +295,17 @@ class VbmcServer:
                 timeout = MAX_WAIT
                 if self._timers:
                     timeout = min(timeout, max(0.001, self._timers[0][0] - time.monotonic()))
-                fixes.serve_once(timeout)
+                serve_once(timeout)
                 now = time.monotonic()
                 if self._reload or now >= next_housekeeping:
                     next_housekeeping = now + HOUSEKEEPING_INTERVAL
                     self._housekeeping(session)
             except Exception:
-                fixes.log_error('error in the serving loop')
+                compat.log_error('error in the serving loop')
         log.info('stopping (shard %s)', self.shard_id)
 
     def _housekeeping(self, session):
-        closed = fixes.expire_idle_sessions(self.session_timeout)
+        closed = compat.expire_idle_sessions(self.session_timeout)
         if closed:
             log.info('closed %d idle sessions', closed)
         if session.iothread is not None and not session.iothread.is_alive():
@@ -256,7 +397,7 @@ def start(lab, processes=1, timeout=30.0, python=None):
     python = python or sys.executable
     if python == sys.executable and importlib.util.find_spec('pyghmi') is None:
         raise LabError('pyghmi is not installed for %s: run ingot-lab with a python that has it '
-                       '(e.g. a virtualenv with "pip install pyghmi==%s")' % (python, fixes.PINNED_PYGHMI))
+                       '(e.g. a virtualenv with "pip install pyghmi==%s")' % (python, compat.PYGHMI_TESTED_VERSIONS[0]))
     deadline = time.monotonic() + timeout
     with lab.locked():
         lab.clean_stale_shards()

@@ -28,10 +28,12 @@ import uuid
 
 import pyghmi.ipmi.bmc
 
-from ingot_lab import pyghmi_server_fixes as fixes
+from ingot_lab import load_pyghmi_compat
 from ingot_lab.faults import Faults
 from ingot_lab.machines import BOOT_DEVICE_SELECTORS, PowerStateError
 from ingot_lab.records import SdrRepository, encode_fru
+
+compat = load_pyghmi_compat()
 
 log = logging.getLogger('ingot_lab.vbmc')
 
@@ -58,8 +60,6 @@ RETRANSMIT_WINDOW = 10.0
 # A request that takes longer than this (seconds) is logged as slow.
 SLOW_REQUEST = 2.0
 
-CC_OK = 0x00
-CC_NODE_BUSY = 0xC0
 CC_INVALID_COMMAND = 0xC1
 CC_RESERVATION_CANCELLED = 0xC5
 CC_REQUEST_DATA_LENGTH_INVALID = 0xC7
@@ -149,13 +149,13 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
 
     # -- faults ----------------------------------------------------------------------------------
     def packet_hook(self, target, pkt):
-        """Called by pyghmi_server_fixes.process_packet for every packet of this BMC."""
+        """Called by pyghmi_compat.process_packet (the patched ``process_pktqueue``) for every packet of this BMC."""
         faults = self.faults
         if faults.drop > 0 and self.rng.random() < faults.drop:
             self.dropped += 1
             return True
         if faults.delay > 0 and self.defer is not None:
-            self.defer(faults.delay, fixes.handle_packet, target, pkt)
+            self.defer(faults.delay, compat.handle_packet, target, pkt)
             return True
         return False
 
@@ -163,15 +163,15 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
         data = bytearray(data)
         if (self.faults.max_sessions is not None and len(data) >= 24 and data[0] == 6
                 and data[2:4] == b'\xff\x07' and data[4] == 6 and data[5] & 0x3F == 0x10):
-            live = fixes.server_sessions(self.port, established_only=False)
+            live = compat.server_sessions(self.port, established_only=False)
             if len(live) >= self.faults.max_sessions:
                 self._send_open_session_error(data[16:], sockaddr, 0x01)
                 return None
         return super().sessionless_data(data, sockaddr)
 
     def _send_open_session_error(self, request, sockaddr, status):
-        fixes.send_plain_payload(self.serversocket, sockaddr, bytearray([request[0], status, 0, 0]) + request[4:8],
-                                 'rmcpplusopenresponse')
+        compat.send_plain_payload(self.serversocket, sockaddr, bytearray([request[0], status, 0, 0]) + request[4:8],
+                                  'rmcpplusopenresponse')
 
     # -- dispatch --------------------------------------------------------------------------------
     def handle_raw_request(self, request, session):
@@ -217,7 +217,7 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
         except (IndexError, ValueError, struct.error):
             return {'code': CC_REQUEST_DATA_LENGTH_INVALID}
         except Exception:
-            fixes.log_error('%s: error handling netfn 0x%02x cmd 0x%02x' % ((self.name,) + key))
+            compat.log_error('%s: error handling netfn 0x%02x cmd 0x%02x' % ((self.name,) + key))
             return {'code': CC_UNSPECIFIED}
         if data is None:
             return None
@@ -311,7 +311,7 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
 
     def cmd_cold_reset(self, data, session):
         session.send_ipmi_response()
-        for sess in fixes.server_sessions(self.port, established_only=False):
+        for sess in compat.server_sessions(self.port, established_only=False):
             sess.close_server_session()
         log.info('%s: cold reset (all sessions closed)', self.name)
         return None
@@ -326,7 +326,7 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
         return list(self.authcap[1:])
 
     def cmd_get_session_info(self, data, session):
-        sessions = fixes.server_sessions(self.port)
+        sessions = compat.server_sessions(self.port)
         index = data[0] if data else 0
         found = None
         if index == 0:
@@ -356,7 +356,7 @@ class VirtualBmc(pyghmi.ipmi.bmc.Bmc):
 
     def cmd_get_channel_info(self, data, session):
         channel = self._channel(data)
-        active = len(fixes.server_sessions(self.port))
+        active = len(compat.server_sessions(self.port))
         return [channel, 0x04, 0x01, 0x80 | min(active, 0x3F), 0xF2, 0x1B, 0x00, 0x00, 0x00]
 
     def cmd_get_channel_cipher_suites(self, data, session):

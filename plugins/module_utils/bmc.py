@@ -240,6 +240,9 @@ class BmcClient:
             raise BmcError(name or host, UNSUPPORTED,
                            'the Python library pyghmi is not installed on the controller',
                            'pip install pyghmi==1.6.19')
+        if (protocol or 'ipmi') == 'ipmi' and pyghmi_compat.applied().get('untested'):
+            # Unpatched, pyghmi would fall back to IPMI 1.5 against bmc_allow_ipmi15=false: refuse.
+            raise BmcError(name or host, UNSUPPORTED, 'IPMI not attempted: ' + pyghmi_compat.untested_message())
         if not host:
             raise BmcError(name or '?', INVALID, 'no BMC address given', 'set bmc_host')
         check_connection_numbers(name or host, {

@@ -1,34 +1,103 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Runtime fixes for pyghmi's IPMI session layer.
+"""Every run-time patch of pyghmi, client and server side, in one place.
 
-pyghmi 1.6.19 has races and policy gaps that matter when many BMCs are
-driven from one process (see the lab notes, section 9). This module patches
-them in place, once, and records what it patched so that tests can check
-that every fix still applies to the installed pyghmi.
+pyghmi 1.6.19 has races and policy gaps that matter when many BMCs are driven
+from one process, and its IPMI server side (which the lab's virtual BMCs use)
+has more. This module patches them in place, once, and records what it
+patched, **only on the pyghmi versions the patches were tested on**
+(``PYGHMI_TESTED_VERSIONS``: the version pinned in requirements.txt and
+claimed by the modules' documentation). Each patch replaces or wraps a
+function of exactly that release; on any other version nothing is patched
+and :func:`apply` warns, naming the version found and the versions tested
+(the BMC client then refuses IPMI, see ``plugins/module_utils/bmc.py``:
+unpatched, it could not enforce ``bmc_allow_ipmi15=false``).
 
-It imports nothing from Ansible so that the lab's virtual BMC (which uses the
-server half of the same session layer) can load it by file path.
+It imports nothing from Ansible, so that the lab (``lab/ingot_lab``), which
+runs without Ansible, loads this very file by path
+(``ingot_lab.compat.pyghmi_compat()``).
 
-Fixes (numbers are the quirk numbers of the lab notes):
+Every function it installs carries the marker attribute ``_ingot_fixed``; a
+function already carrying it is left alone (idempotent, thread-safe).
 
-* 5 - lost wake-up: ``_io_wait`` registers its wake-up event only after the
-  caller checked the packet queue, so a reply filed in between sleeps until
-  the retry timer fires. Patched: after registering, return at once when a
-  packet for the waiter is already queued.
-* 6 - blocking-mode race: ``_io_sendto`` switches the shared socket to
-  blocking mode from the caller's thread while the I/O thread receives;
-  the I/O thread then blocks in ``recvfrom`` and the whole process stops.
+Groups of patches (``apply(groups)``):
+
+``client`` (the BMC modules, the inventory plugin, the lab's clients), in
+``pyghmi.ipmi.private.session``:
+
+* quirk 5, lost wake-up: ``_io_wait`` registers its wake-up event only after
+  the caller checked the packet queue, so a reply filed in between sleeps
+  until the retry timer fires (0.5-1 s per command). Patched: after
+  registering, return at once when a packet for the waiter is already queued.
+  (``_poller`` calls ``_io_wait`` through the module's globals, so it uses
+  the fixed one with no patch of its own.)
+* quirk 6, blocking-mode race: ``_io_sendto`` switches the shared socket to
+  blocking mode from the caller's thread while the I/O thread receives; the
+  I/O thread then blocks in ``recvfrom`` and the whole process stops.
   Patched: receive with ``MSG_DONTWAIT`` whatever the socket mode.
-* policy - the cipher suite a session proposes and whether a session may fall
+* policy: the cipher suite a session proposes and whether a session may fall
   back to IPMI 1.5 are chosen per session: the thread that creates a
   ``Command`` inside ``with session_policy(...)`` gives its session that
   policy, which stays with the session object (its re-logins included), so
   two entries for one BMC never share it. ``set_session_policy`` remains as a
-  per (host, port) default for sessions made outside such a block:
-  suite 3 (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) unless asked otherwise,
-  and no IPMI 1.5 unless the caller opted in.
+  per (host, port) default for sessions made outside such a block: suite 3
+  (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) unless asked otherwise, and no
+  IPMI 1.5 unless the caller opted in.
+
+Quirks of pyghmi 1.6.19 handled by its callers, not patched here (the numbers
+are the ones used across the repository's comments and tests):
+
+* quirk 2, a login that never returns: for an unknown user pyghmi re-logs
+  forever (``_relog`` takes ``logontries`` below zero while ``_timedout``
+  gives up only at exactly zero). The BMC client bounds every call with its
+  own deadline (``bmc.run_with_deadline``); the lab's server answers RAKP2
+  status 0x0d, as real BMCs do.
+* quirk 3, str credentials: with a str ``userid`` a second ``Command()`` to
+  the same BMC in one process hangs (``initting_sessions`` is keyed by str on
+  insert and by bytes on delete). Callers pass bytes.
+* quirk 4, threads: many threads in one process stalled for seconds before
+  quirks 5 and 6 were fixed (a 20-thread run of 200 BMCs took 20 s; fixed,
+  0.2-0.5 s).
+
+``io`` (processes with many sockets: the lab's servers and its benchmark
+client): ``_io_graball`` made race-safe (the I/O thread looked session tables
+up twice, so a session closed in between killed the I/O thread with a
+KeyError) and reading only the sockets that have data (one ``select``
+instead of a ``recvfrom`` per BMC).
+
+``server`` (the lab's virtual BMCs), in ``pyghmi.ipmi.private.serversession``
+and ``pyghmi.ipmi.bmc``:
+
+* quirk 1, cipher suites: an RMCP+ Open Session Request proposing anything
+  other than cipher suite 3's algorithms is answered with status 0x11 ("no
+  matching cipher suite"), so pyghmi's client, which proposes suite 17
+  first, retries with 3;
+* quirk 7: ``ServerSession`` had no ``sessionless_data``: packets routed to a
+  session that was gone by the time they were processed raised
+  AttributeError and ended ``Bmc.listen()``. They now go to the BMC; every
+  packet is processed under ``try``, errors logged (rate-limited), never
+  raised; ``Bmc.listen`` catches and logs too;
+* quirk 8, sessions never freed: ``close_server_session`` now removes the
+  session (Close Session command), and :func:`expire_idle_sessions` frees
+  sessions idle longer than a timeout;
+* as real BMCs do: RAKP1 naming an unknown user is answered with RAKP2 status
+  0x0d ("unauthorized name") instead of silence (pyghmi's client then gives
+  up at once instead of re-logging forever); a RAKP3 with a wrong integrity
+  code gets RAKP4 status 0x0f; a failed handshake frees its session.
+  ``Set Session Privilege Level`` with level 0/1 no longer raises;
+* found on the way (pyghmi keys server sessions by client address and BMC
+  port): RAKP1/RAKP3 must carry the BMC session id being negotiated and are
+  ignored on an established session; an Open Session Request on an
+  established session (a re-login from the same socket) is answered in the
+  clear, a refused proposal leaves the session alone, an accepted one
+  replaces it and resets the replay window; a sessionless IPMI 1.5 packet
+  from an address with a session is answered by the BMC instead of dropping
+  that address's sessions on every BMC of the process.
+
+The lab's serving loop and its epoll I/O thread, which are not patches of a
+pyghmi function but a server process's own loop, live with the server in
+``lab/ingot_lab/server.py``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -36,10 +105,34 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import select
 import socket
+import struct
 import threading
+import time
+import warnings
 
+#: The pyghmi releases every patch below was checked against (requirements.txt pins the first).
 PYGHMI_TESTED_VERSIONS = ('1.6.19',)
+MARKER = '_ingot_fixed'
+CLIENT = 'client'
+IO = 'io'
+SERVER = 'server'
+GROUPS = (CLIENT, IO, SERVER)
+DEFAULT_SESSION_IDLE_TIMEOUT = 60.0
+
+#: RMCP+ algorithm numbers of cipher suite 3, the only suite pyghmi's server implements.
+SUITE3_ALGORITHMS = (1, 1, 1)
+RMCP_STATUS_NO_CIPHER_SUITE_MATCH = 0x11
+RMCP_STATUS_ILLEGAL_PARAMETER = 0x12
+RMCP_STATUS_UNAUTHORIZED_NAME = 0x0D
+RMCP_STATUS_INVALID_INTEGRITY_CHECK = 0x0F
+
+log = logging.getLogger('ingot.metal.pyghmi_compat')
 
 _LOCK = threading.Lock()
 _APPLIED = {}
@@ -61,9 +154,38 @@ def pyghmi_version():
         return None
 
 
+def version_tested(found=None):
+    """Were the patches tested on pyghmi ``found`` (default: the installed one)?"""
+    return (found or pyghmi_version()) in PYGHMI_TESTED_VERSIONS
+
+
+def untested_message(found=None):
+    """What to tell a user whose pyghmi is not one the patches were tested on."""
+    found = found or pyghmi_version() or '(version unknown)'
+    return ('pyghmi %s is installed, but ingot.metal\'s fixes of pyghmi were tested on pyghmi %s only, '
+            'so they are not applied to %s (unpatched, IPMI sessions may stall or hang the process and '
+            'the IPMI 1.5 refusal is not enforced): install pyghmi==%s (requirements.txt)'
+            % (found, ', '.join(PYGHMI_TESTED_VERSIONS), found, PYGHMI_TESTED_VERSIONS[0]))
+
+
 def applied():
-    """Names of the fixes applied in this process."""
+    """Names of the fixes applied in this process, and the pyghmi version (``version``)."""
     return dict(_APPLIED)
+
+
+def _mark(func, what=True):
+    setattr(func, MARKER, what)
+    return func
+
+
+def is_fixed(func):
+    """True when ``func`` is a replacement installed by this module."""
+    return bool(getattr(func, MARKER, False))
+
+
+def _session_module():
+    from pyghmi.ipmi.private import session
+    return session
 
 
 def set_session_policy(host, port, cipher_suite=3, allow_ipmi15=False):
@@ -189,12 +311,405 @@ def _fix_session_policy(S):
     _APPLIED['session_policy'] = True
 
 
-def apply():
-    """Apply every fix once; safe to call many times and from many threads."""
+# -- io: the I/O thread's receive, race-safe and from ready sockets only --------------------------
+
+def drain(mysockets, iowaiters):
+    """Receive every queued datagram of ``mysockets`` and route it; return the senders' addresses.
+
+    pyghmi's ``_io_graball`` body, looking each session table up once (another thread may remove
+    entries at any time); the lab's epoll I/O thread calls it with the sockets epoll reported."""
+    S = _session_module()
+    sockaddrs = []
+    handlers_of = S.Session.bmc_handlers
+    for mysocket in mysockets:
+        myport = None
+        while True:
+            rdata = S._io_recvfrom(mysocket, 3000)
+            if rdata is None:
+                break
+            if len(rdata[0]) < 4:   # too short to be useful, e.g. the IO thread's wake-up byte
+                continue
+            if myport is None:
+                myport = mysocket.getsockname()[1]
+            rdata = rdata + (mysocket,)
+            handlers = handlers_of.get(rdata[1])
+            relsession = handlers.get(myport) if handlers else None
+            if relsession is not None:
+                rdata = rdata + (True,)
+            else:
+                server = handlers_of.get(mysocket)
+                relsession = server.get(0) if server else None
+                rdata = rdata + (False,)
+            if relsession is not None:
+                relsession.pktqueue.append(rdata)
+                S.sessionqueue.append(relsession)
+            waiters = iowaiters.pop(rdata[1], None)
+            for w in waiters or ():
+                w[1].set()
+            sockaddrs.append(rdata[1])
+    return sockaddrs
+
+
+def _fixed_io_graball(mysockets, iowaiters):
+    # Only the sockets that have data: one select instead of a recvfrom per socket (per BMC).
+    try:
+        ready = select.select(mysockets, (), (), 0)[0]
+    except (OSError, ValueError):
+        ready = list(mysockets)
+    return drain(ready, iowaiters)
+
+
+def _fix_graball(S):
+    if is_fixed(S._io_graball):
+        return
+    S._io_graball = _mark(_fixed_io_graball, 'io')
+    _APPLIED['graball'] = True
+
+
+# -- server: quirks 1, 7, 8 and the RAKP answers ---------------------------------------------------
+
+class _ErrorLog:
+    """Log exceptions, at most ``burst`` per ``window`` seconds, then a count of the rest."""
+
+    def __init__(self, burst=20, window=60.0):
+        self.burst = burst
+        self.window = window
+        self.started = 0.0
+        self.logged = 0
+        self.suppressed = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, what):
+        now = time.monotonic()
+        with self.lock:
+            if now - self.started > self.window:
+                if self.suppressed:
+                    log.error('%d more errors not logged in the last %.0f s', self.suppressed, self.window)
+                self.started, self.logged, self.suppressed = now, 0, 0
+            if self.logged >= self.burst:
+                self.suppressed += 1
+                return
+            self.logged += 1
+        log.exception('%s (kept serving)', what)
+
+
+log_error = _ErrorLog()
+
+
+def _proposed_algorithms(request):
+    """(auth, integrity, confidentiality) algorithms of an Open Session Request, None for a
+    wildcard (null) payload; None when the request is malformed."""
+    if len(request) < 32:
+        return None
+    algorithms = []
+    for offset, payload_type in ((8, 0), (16, 1), (24, 2)):
+        if request[offset] != payload_type:
+            return None
+        algorithms.append(None if request[offset + 3] == 0 else request[offset + 4] & 0x3F)
+    return tuple(algorithms)
+
+
+def _server_fixes():
+    from pyghmi.ipmi import bmc as bmcmod
+    from pyghmi.ipmi.private import constants
+    from pyghmi.ipmi.private import serversession as SS
+    S = _session_module()
+    ServerSession = SS.ServerSession
+    IpmiServer = SS.IpmiServer
+    originals = {name: ServerSession.__dict__[name] for name in
+                 ('__init__', 'create_open_session_response') if name in ServerSession.__dict__}
+
+    def __init__(self, *args, **kwargs):
+        self._ingot_last_activity = time.monotonic()
+        self._ingot_established = False
+        originals['__init__'](self, *args, **kwargs)
+
+    def create_open_session_response(self, request):
+        established = getattr(self, '_ingot_established', False)
+        if len(request) < 8:
+            if not established:
+                self.close_server_session()
+            raise ValueError('RMCP+ Open Session Request too short (%d bytes)' % len(request))
+        algorithms = _proposed_algorithms(request)
+        if algorithms is None or any(a not in (None, want) for a, want in zip(algorithms, SUITE3_ALGORITHMS)):
+            # Quirk 1: refuse what we cannot do, so the client retries with suite 3.  A refused
+            # request leaves an established session of the same client address alone.
+            if not established:
+                self._ingot_negotiated = False
+                self.clientsessionid = request[4:8]
+                self.close_server_session()
+            status = RMCP_STATUS_ILLEGAL_PARAMETER if algorithms is None else RMCP_STATUS_NO_CIPHER_SUITE_MATCH
+            return bytearray([request[0], status, 0, 0]) + request[4:8]
+        self._ingot_negotiated = True
+        return originals['create_open_session_response'](self, request)
+
+    def _got_rmcp_openrequest(self, data):
+        # An Open Session Request from a client address that already has a session here (pyghmi's
+        # re-login from the same socket, or a stray request).  Stock pyghmi sent the answer through
+        # the session's integrity and encryption, which no client can read.  A refused proposal
+        # leaves an established session alone; an accepted one replaces it.
+        response = self.create_open_session_response(bytearray(data))
+        if response[1] == 0:
+            self._ingot_established = False
+            self.integrityalgo = 0
+            self.confalgo = 0
+            self.sessionid = 0
+            self.sequencenumber = 0
+            self.remseqnumber = None    # else the new session's first sequence numbers look replayed
+        send_plain_payload(self.socket, self.sockaddr, response, 'rmcpplusopenresponse')
+
+    def _send_rakp_error(self, payload_type, clienttag, status):
+        self.send_payload(bytearray([clienttag, status, 0, 0]) + self.clientsessionid,
+                          constants.payload_types[payload_type], retry=False)
+        self.close_server_session()
+
+    def _for_this_handshake(self, data, length):
+        """Is this RAKP message for the session being negotiated (by its BMC session id)?"""
+        return (getattr(self, '_ingot_negotiated', False) and not getattr(self, '_ingot_established', False)
+                and len(data) >= length and bytes(data[4:8]) == bytes(getattr(self, 'managedsessionid', b'')))
+
+    def _got_rakp1(self, data):
+        if not _for_this_handshake(self, data, 28):
+            return
+        clienttag = data[0]
+        self.Rm = data[8:24]
+        self.rolem = data[24]
+        self.maxpriv = self.rolem & 0b111
+        self.clientpriv = min(self.maxpriv, 2)
+        namelen = data[27]
+        self.username = bytes(data[28:28 + namelen])
+        password = None
+        if namelen:
+            password = self.authdata.get(self.username.decode('utf-8', 'replace'))
+        if password is None:
+            # Like a real BMC: say so (RAKP2 status 0x0d) instead of leaving the client to retry.
+            _send_rakp_error(self, 'rakp2', clienttag, RMCP_STATUS_UNAUTHORIZED_NAME)
+            return
+        uuidbytes = self.uuid.bytes
+        self.uuiddata = uuidbytes
+        self.Rc = os.urandom(16)
+        hmacdata = (self.clientsessionid + self.managedsessionid + self.Rm + self.Rc + uuidbytes
+                    + bytearray([self.rolem, len(self.username)]))
+        hmacdata += self.username
+        self.kuid = password.encode('utf-8')
+        if self.kg is None:
+            self.kg = self.kuid
+        authcode = hmac.new(self.kuid, bytes(hmacdata), hashlib.sha1).digest()
+        newmessage = (bytearray([clienttag, 0, 0, 0]) + self.clientsessionid + self.Rc + uuidbytes
+                      + authcode)
+        self.send_payload(newmessage, constants.payload_types['rakp2'], retry=False)
+
+    def _got_rakp3(self, data):
+        if (not _for_this_handshake(self, data, 8) or getattr(self, 'kuid', None) is None
+                or getattr(self, 'Rc', None) is None):
+            return
+        clienttag = data[0]
+        if data[1] != 0:
+            # the client gave up on this handshake (e.g. it did not like our RAKP2)
+            self.close_server_session()
+            return
+        RmRc = self.Rm + self.Rc
+        rolelen = struct.pack('2B', self.rolem, len(self.username))
+        self.sik = hmac.new(self.kg, bytes(RmRc) + rolelen + self.username, hashlib.sha1).digest()
+        self.k1 = hmac.new(self.sik, b'\x01' * 20, hashlib.sha1).digest()
+        self.k2 = hmac.new(self.sik, b'\x02' * 20, hashlib.sha1).digest()
+        self.aeskey = self.k2[0:16]
+        hmacdata = self.Rc + self.clientsessionid + rolelen + self.username
+        expected = hmac.new(self.kuid, bytes(hmacdata), hashlib.sha1).digest()
+        if not hmac.compare_digest(expected, bytes(data[8:])):
+            _send_rakp_error(self, 'rakp4', clienttag, RMCP_STATUS_INVALID_INTEGRITY_CHECK)
+            return
+        self.localsid = struct.unpack('<I', self.managedsessionid)[0]
+        self.ipmicallback = self.handle_client_request
+        self._ingot_established = True
+        self._send_rakp4(clienttag, 0)
+
+    def close_server_session(self):
+        # Quirk 8: free the session (Close Session, idle timeout, failed handshake).
+        self._ingot_established = False
+        handlers = S.Session.bmc_handlers.get(getattr(self, 'sockaddr', None))
+        if handlers is not None and handlers.get(self.bmc.port) is self:
+            del handlers[self.bmc.port]
+            if not handlers:
+                S.Session.bmc_handlers.pop(self.sockaddr, None)
+
+    def sessionless_data(self, data, sockaddr):
+        # Quirk 7: ServerSession lacked this; such packets belong to the BMC.
+        return self.bmc.sessionless_data(data, sockaddr)
+
+    def _handle_ipmi_packet(self, data, sockaddr=None, qent=None):
+        if len(data) >= 13 and data[4] in (0, 2) and not any(data[5:13]):
+            # A sessionless IPMI 1.5 packet (e.g. Get Channel Authentication Capabilities) from a
+            # client address that has a session here: answer it as the BMC.  pyghmi deleted the
+            # sessions of that address on *every* BMC of the process here.
+            return self.bmc.sessionless_data(data, sockaddr)
+        return S.Session._handle_ipmi_packet(self, data, sockaddr, qent)
+
+    def session_process_pktqueue(self):
+        while self.pktqueue:
+            process_packet(self, self.pktqueue.popleft())
+
+    def server_process_pktqueue(self):
+        while self.pktqueue:
+            process_packet(self, self.pktqueue.popleft())
+
+    def listen(cls, timeout=30):
+        last_sweep = time.monotonic()
+        while True:
+            try:
+                S.Session.wait_for_rsp(min(timeout, 1.0))
+                if time.monotonic() - last_sweep > 1.0:
+                    last_sweep = time.monotonic()
+                    expire_idle_sessions(DEFAULT_SESSION_IDLE_TIMEOUT)
+            except Exception:
+                log_error('error in the serving loop')
+
+    return [
+        (ServerSession, '__init__', __init__, 8),
+        (ServerSession, 'create_open_session_response', create_open_session_response, 1),
+        (ServerSession, '_got_rmcp_openrequest', _got_rmcp_openrequest, 1),
+        (ServerSession, '_got_rakp1', _got_rakp1, 2),
+        (ServerSession, '_got_rakp3', _got_rakp3, 2),
+        (ServerSession, 'close_server_session', close_server_session, 8),
+        (ServerSession, 'sessionless_data', sessionless_data, 7),
+        (ServerSession, '_handle_ipmi_packet', _handle_ipmi_packet, 7),
+        (ServerSession, 'process_pktqueue', session_process_pktqueue, 7),
+        (IpmiServer, 'process_pktqueue', server_process_pktqueue, 7),
+        (bmcmod.Bmc, 'listen', classmethod(listen), 7),
+    ]
+
+
+def _class_attr_fixed(cls, name):
+    value = cls.__dict__.get(name)
+    if isinstance(value, classmethod):
+        value = value.__func__
+    return is_fixed(value)
+
+
+def _apply_server_fixes():
+    """Fix the server-only quirks.  Returns the list of patched attributes."""
+    patched = []
+    fixes = _server_fixes()
+    for cls, name, func, quirk in fixes:
+        if _class_attr_fixed(cls, name):
+            continue
+        target = func.__func__ if isinstance(func, classmethod) else func
+        _mark(target, 'server quirk %d' % quirk)
+        target.__name__ = name
+        target.__qualname__ = '%s.%s' % (cls.__name__, name)
+        setattr(cls, name, func)
+        patched.append('%s.%s' % (cls.__name__, name))
+    return patched
+
+
+def send_plain_payload(sock, sockaddr, payload, payload_type):
+    """Send an RMCP+ payload outside any session (no integrity, no encryption), as Open Session
+    Responses and RAKP messages travel; ``payload_type`` names one of pyghmi's payload types."""
+    from pyghmi.ipmi.private import constants
+    S = _session_module()
+    packet = (bytearray(b'\x06\x00\xff\x07\x06') + bytes([constants.payload_types[payload_type]]) + bytes(8)
+              + struct.pack('<H', len(payload)) + payload)
+    S._io_sendto(sock, packet, sockaddr)
+
+
+def process_packet(target, pkt):
+    """Process one packet queued for ``target`` (a ServerSession or a BMC), never raising.
+
+    A BMC may filter packets with a ``packet_hook(target, pkt)`` method returning True when it
+    consumed the packet (dropped it, or deferred it: it then calls :func:`handle_packet` later).
+    """
+    from pyghmi.ipmi.private import serversession as SS
+    bmc = target.bmc if isinstance(target, SS.ServerSession) else target
+    hook = getattr(bmc, 'packet_hook', None)
+    try:
+        if hook is not None and hook(target, pkt):
+            return
+    except Exception:
+        log_error('error in packet hook')
+    handle_packet(target, pkt)
+
+
+def handle_packet(target, pkt):
+    """Handle one packet now, as pyghmi would, logging (never raising) errors."""
+    from pyghmi.ipmi.private import serversession as SS
+    S = _session_module()
+    try:
+        data = bytearray(pkt[0])
+        if not (len(data) >= 4 and data[0] == 6 and data[2:4] == b'\xff\x07'):
+            return
+        if isinstance(target, SS.ServerSession):
+            target._ingot_last_activity = time.monotonic()
+            handlers = S.Session.bmc_handlers.get(pkt[1])
+            if handlers is not None and handlers.get(target.bmc.port) is target:
+                target._handle_ipmi_packet(data, sockaddr=pkt[1], qent=pkt)
+            else:
+                # the session was closed after this packet was queued
+                target.bmc.sessionless_data(data, pkt[1])
+        else:
+            target.sessionless_data(data, pkt[1])
+    except Exception:
+        log_error('error handling a packet from %s' % (pkt[1],))
+
+
+def server_sessions(port=None, established_only=True):
+    """The live server sessions (of the BMC on ``port``)."""
+    from pyghmi.ipmi.private import serversession as SS
+    S = _session_module()
+    found = []
+    for addr, handlers in list(S.Session.bmc_handlers.items()):
+        if not isinstance(addr, tuple):
+            continue
+        for bmcport, sess in list(handlers.items()):
+            if not isinstance(sess, SS.ServerSession):
+                continue
+            if port is not None and bmcport != port:
+                continue
+            if established_only and not getattr(sess, '_ingot_established', False):
+                continue
+            found.append(sess)
+    return found
+
+
+def expire_idle_sessions(max_idle, now=None):
+    """Close server sessions idle for more than ``max_idle`` seconds; return how many."""
+    now = time.monotonic() if now is None else now
+    closed = 0
+    for sess in server_sessions(established_only=False):
+        last = getattr(sess, '_ingot_last_activity', None)
+        if last is None:
+            sess._ingot_last_activity = now
+        elif now - last > max_idle:
+            sess.close_server_session()
+            closed += 1
+    return closed
+
+
+def apply(groups=(CLIENT,), force=False):
+    """Apply the fixes of ``groups`` once; safe to call many times and from many threads.
+
+    Only on a pyghmi of ``PYGHMI_TESTED_VERSIONS`` (or with ``force``, for someone re-checking
+    the fixes on a new release): on any other version nothing is patched, a RuntimeWarning naming
+    both is issued, and the result says ``untested``. Returns :func:`applied`.
+    """
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise ValueError('unknown pyghmi fix group(s) %s (known: %s)' % (', '.join(unknown), ', '.join(GROUPS)))
     with _LOCK:
+        version = pyghmi_version()
+        _APPLIED['version'] = version
+        if not (force or version_tested(version)):
+            if not _APPLIED.get('untested'):
+                warnings.warn(untested_message(version), RuntimeWarning)
+            _APPLIED['untested'] = True
+            return applied()
         from pyghmi.ipmi.private import session as S
-        _fix_lost_wakeup(S)
-        _fix_recv_mode(S)
-        _fix_session_policy(S)
-        _APPLIED['version'] = pyghmi_version()
+        if CLIENT in groups:
+            _fix_lost_wakeup(S)
+            _fix_recv_mode(S)
+            _fix_session_policy(S)
+        if IO in groups:
+            _fix_graball(S)
+        if SERVER in groups:
+            for name in _apply_server_fixes():
+                _APPLIED['server:' + name] = True
     return applied()

@@ -316,7 +316,7 @@ def test_verb_playbooks(vlab, take, tmp_path):
     assert 'No host of the inventory matches name=nothing-like-this' in r.stdout
 
 
-# ---------------------------------------------------------------- issue 11, items 11 to 15, on the virtual BMC
+# ------------------------------------------- boot read-back, numbers, one session per BMC, graceful off, state=status (virtual BMC)
 def _collection():
     """The collection's BMC layer, imported from this checkout (for the tests that drive it directly)."""
     from ingot_testlib import collections_path
@@ -327,7 +327,7 @@ def _collection():
 
 
 def test_persistent_boot_not_kept_by_the_bmc_fails_clearly(vlab, take):
-    """Item 11: a BMC that keeps a persistent override for the next boot only is not a success."""
+    """A BMC that keeps a persistent override for the next boot only is not a success."""
     (name,) = take(1)
     vlab.set_fault(name, next_boot_only=True)
     inv = inventory(vlab, [name])
@@ -348,7 +348,7 @@ def test_persistent_boot_not_kept_by_the_bmc_fails_clearly(vlab, take):
 
 
 def test_power_state_status_only_reads_and_agrees_with_ipmitool(vlab, take):
-    """Item 15: state=status, per host and in the fleet form."""
+    """State=status, per host and in the fleet form."""
     a, b = take(2)
     inv = inventory(vlab, [a, b])
     assert run_playbook(per_host({'name': 'on', 'ingot.metal.bmc_power': {'state': 'on'}}), inv,
@@ -366,7 +366,7 @@ def test_power_state_status_only_reads_and_agrees_with_ipmitool(vlab, take):
 
 
 def test_bmc_timeout_zero_is_refused(vlab, take):
-    """Item 12."""
+    """bmc_timeout=0 is refused before any BMC is contacted."""
     (name,) = take(1)
     r = run_playbook(per_host({'name': 'on', 'ingot.metal.bmc_power': {'state': 'on', 'bmc_timeout': 0}}),
                      inventory(vlab, [name]))
@@ -376,7 +376,7 @@ def test_bmc_timeout_zero_is_refused(vlab, take):
 
 
 def test_one_bmc_under_two_names_gets_one_session_at_a_time(vlab, take):
-    """Item 13: by address and by name, one BMC with a single session slot: both entries succeed."""
+    """By address and by name, one BMC with a single session slot: both entries succeed."""
     (name,) = take(1)
     b = vlab.bmc(name)
     vlab.set_fault(name, max_sessions=1)
@@ -393,7 +393,7 @@ def test_one_bmc_under_two_names_gets_one_session_at_a_time(vlab, take):
 
 
 def test_a_bmc_that_stops_answering_during_a_graceful_off_is_not_forced(vlab, take):
-    """Item 14: losing the BMC while waiting for the OS is an error, never a reason to cut the power."""
+    """Losing the BMC while waiting for the OS is an error, never a reason to cut the power."""
     (name,) = take(1)
     bmc, bmc_actions = _collection()
     b = vlab.bmc(name)
@@ -423,7 +423,7 @@ def test_a_bmc_that_stops_answering_during_a_graceful_off_is_not_forced(vlab, ta
 
 
 def test_a_login_that_finishes_late_is_logged_out(vlab, take):
-    """Item 14: a session whose login finished after the deadline does not keep the BMC's only slot."""
+    """A session whose login finished after the deadline does not keep the BMC's only slot."""
     (name,) = take(1)
     bmc, dummy = _collection()
     b = vlab.bmc(name)

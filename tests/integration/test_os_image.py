@@ -358,7 +358,8 @@ def _docker(*args, check=True, timeout=120):
 
 
 def _run_node(name, image, seed):
-    """LAB-NOTES.md section 3 (run-node.sh): systemd as PID 1, the host's cgroup v1 hierarchies bound one by one."""
+    """systemd as PID 1 in a container (the flags of lab/firmware/README.md, "Nodes"), the host's cgroup v1
+    hierarchies bound one by one over a private tmpfs (never the whole /sys/fs/cgroup: it turns the host's read-only)."""
     cgroups = []
     for c in sorted(os.listdir('/sys/fs/cgroup')):
         p = os.path.join('/sys/fs/cgroup', c)

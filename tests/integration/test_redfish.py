@@ -138,7 +138,7 @@ def get_json(sushy, path):
 
 
 def test_a_service_with_several_systems_needs_and_takes_bmc_system_id(sushy_multi):
-    """Issue 11 item 10: pick one system of a multi-system Redfish service, by id or by path."""
+    """Pick one system of a multi-system Redfish service, by id or by path."""
     first, second = sushy_multi['systems']
     task = {'name': 'power', 'ingot.metal.bmc_power': {'state': 'on', 'method': 'hard', 'wait_timeout': 60}}
 

@@ -62,8 +62,8 @@ def pyghmi_client():
         code = '''
 import json, time
 if %r:   # the collection's client-side fixes (quirks 5, 6): no lost-wakeup stalls
-    from ingot_lab import pyghmi_server_fixes
-    pyghmi_server_fixes.apply_shared_fixes()
+    from ingot_lab import apply_pyghmi_compat
+    apply_pyghmi_compat(('client', 'io'))
 from pyghmi.ipmi import command
 from pyghmi import exceptions
 BMC, PORT, USER, PASSWORD = %r, %d, %r, %r

@@ -1,4 +1,5 @@
-"""The runtime fixes of pyghmi 1.6.19 (lab/ingot_lab/pyghmi_server_fixes.py, LAB-NOTES section 9).
+"""The run-time fixes of pyghmi 1.6.19 as the lab applies them (plugins/module_utils/pyghmi_compat.py,
+loaded by path by ingot_lab.load_pyghmi_compat; the quirk numbers are that module's).
 
 Each quirk has a check that the patch is in place and a behavioural check that fails without it.
 pyghmi's module state is per process, so the in-process checks run in fresh interpreters."""
@@ -24,52 +25,67 @@ SERVER_ATTRIBUTES = [
 ]
 
 
+SHARED_FUNCTIONS = ('_io_wait', '_io_recvfrom', '_io_graball')
+
+
 def test_pinned_version_every_fix_applied_and_idempotent():
     result = run_python('''
         import json
         from pyghmi.ipmi.private import session as S, serversession as SS
         from pyghmi.ipmi import bmc
-        from ingot_lab import pyghmi_server_fixes as fixes
-        first = fixes.apply()
-        functions = {n: getattr(S, n) for n in fixes.SHARED_FIXES}
-        second = fixes.apply()
-        attrs = {c + '.' + a: fixes.is_fixed(getattr(SS, c).__dict__[a]) for c, a in %r}
-        attrs['Bmc.listen'] = fixes.is_fixed(bmc.Bmc.__dict__['listen'].__func__)
+        from ingot_lab import apply_pyghmi_compat, load_pyghmi_compat
+        compat = load_pyghmi_compat()
+        first = apply_pyghmi_compat(compat.GROUPS)
+        functions = {n: getattr(S, n) for n in %r}
+        classes = {c + '.' + a: getattr(SS, c).__dict__[a] for c, a in %r}
+        second = apply_pyghmi_compat(compat.GROUPS)
+        attrs = {c + '.' + a: compat.is_fixed(getattr(SS, c).__dict__[a]) for c, a in %r}
+        attrs['Bmc.listen'] = compat.is_fixed(bmc.Bmc.__dict__['listen'].__func__)
         print(json.dumps({
-            'version': fixes.pyghmi_version(), 'first': first, 'second': second,
-            'shared_fixed': {n: fixes.is_fixed(getattr(S, n)) for n in fixes.SHARED_FIXES},
-            'same_functions': all(getattr(S, n) is f for n, f in functions.items()),
+            'version': compat.pyghmi_version(), 'first': first, 'second': second,
+            'shared_fixed': {n: compat.is_fixed(f) for n, f in functions.items()},
+            'same_functions': (all(getattr(S, n) is f for n, f in functions.items())
+                               and all(getattr(SS, k.split('.')[0]).__dict__[k.split('.')[1]] is f
+                                       for k, f in classes.items())),
             'attrs': attrs}))
-    ''' % (SERVER_ATTRIBUTES,))
-    assert result['version'] == '1.6.19', 'pyghmi changed: re-validate the fixes, then update PINNED_PYGHMI'
-    assert result['first']['applied'] is True
+    ''' % (SHARED_FUNCTIONS, SERVER_ATTRIBUTES, SERVER_ATTRIBUTES))
+    assert result['version'] == '1.6.19', 'pyghmi changed: re-validate the fixes, then update PYGHMI_TESTED_VERSIONS'
+    assert 'untested' not in result['first']
     assert all(result['shared_fixed'].values()), result['shared_fixed']
     assert all(result['attrs'].values()), result['attrs']
-    assert len(result['first']['server']) == len(SERVER_ATTRIBUTES) + 1
-    assert result['second']['server'] == []                 # nothing patched twice
+    server = [k for k in result['first'] if k.startswith('server:')]
+    assert len(server) == len(SERVER_ATTRIBUTES) + 1
+    assert result['second'] == result['first']                  # nothing patched twice
     assert result['same_functions']
 
 
 def test_other_pyghmi_versions_are_left_alone():
     result = run_python('''
-        import json
-        from ingot_lab import pyghmi_server_fixes as fixes
-        fixes.pyghmi_version = lambda: '9.9.9'
-        report = fixes.apply()
+        import json, warnings
+        from ingot_lab import apply_pyghmi_compat, load_pyghmi_compat
+        compat = load_pyghmi_compat()
+        compat.pyghmi_version = lambda: '9.9.9'
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            report = apply_pyghmi_compat(compat.GROUPS)
         from pyghmi.ipmi.private import session as S, serversession as SS
-        print(json.dumps({'report': report, 'wait': fixes.is_fixed(S._io_wait),
-                          'open': fixes.is_fixed(SS.ServerSession.create_open_session_response)}))
+        print(json.dumps({'report': report, 'wait': compat.is_fixed(S._io_wait),
+                          'open': compat.is_fixed(SS.ServerSession.create_open_session_response),
+                          'warnings': [str(w.message) for w in caught]}))
     ''')
-    assert result == {'report': {'applied': False, 'version': '9.9.9', 'shared': {}, 'server': []},
-                      'wait': False, 'open': False}
+    assert result['report'] == {'version': '9.9.9', 'untested': True}
+    assert (result['wait'], result['open']) == (False, False)
+    assert len(result['warnings']) == 1 and 'pyghmi 9.9.9 is installed' in result['warnings'][0]
+    assert 'tested on pyghmi 1.6.19 only' in result['warnings'][0]
 
 
 LOST_WAKEUP = '''
     import json, time
     from pyghmi.ipmi.private import session as S
-    from ingot_lab import pyghmi_server_fixes as fixes
+    from ingot_lab import apply_pyghmi_compat, load_pyghmi_compat
+    compat = load_pyghmi_compat()
     if %r:
-        fixes.apply_shared_fixes()
+        apply_pyghmi_compat(('client', 'io'))
     S.Session._assignsocket()          # starts pyghmi's IO thread
     time.sleep(0.1)
     S.sessionqueue.append(object())    # a packet queued just before the waiter registers
@@ -79,7 +95,7 @@ LOST_WAKEUP = '''
     started = time.monotonic()
     polled = bool(S._poller(1.0))
     print(json.dumps({'waited': waited, 'poll': time.monotonic() - started, 'polled': polled,
-                      'fixed': fixes.is_fixed(S._io_wait)}))
+                      'fixed': compat.is_fixed(S._io_wait)}))
 '''
 
 
@@ -95,8 +111,9 @@ def test_quirk6_receive_never_depends_on_the_socket_mode():
     result = run_python('''
         import json, socket, threading, time
         from pyghmi.ipmi.private import session as S
-        from ingot_lab import pyghmi_server_fixes as fixes
-        fixes.apply_shared_fixes()
+        from ingot_lab import apply_pyghmi_compat, load_pyghmi_compat
+        compat = load_pyghmi_compat()
+        apply_pyghmi_compat(('client', 'io'))
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(('127.0.0.1', 0))
         sock.setblocking(True)         # as _io_sendto leaves it, from another thread
@@ -105,7 +122,7 @@ def test_quirk6_receive_never_depends_on_the_socket_mode():
         worker.start()
         worker.join(1.0)
         print(json.dumps({'returned': not worker.is_alive(), 'result': out.get('result'),
-                          'still_blocking': sock.getblocking(), 'fixed': fixes.is_fixed(S._io_recvfrom)}))
+                          'still_blocking': sock.getblocking(), 'fixed': compat.is_fixed(S._io_recvfrom)}))
     ''')
     # stock pyghmi flips the socket to non-blocking itself: the race of quirk 6
     assert result == {'returned': True, 'result': None, 'still_blocking': True, 'fixed': True}
@@ -116,9 +133,9 @@ def test_quirk7_packets_for_a_vanished_session_go_to_the_bmc():
         import collections, json, socket
         from pyghmi.ipmi import bmc
         from pyghmi.ipmi.private import serversession as SS
-        from ingot_lab import pyghmi_server_fixes as fixes
+        from ingot_lab import apply_pyghmi_compat
         from ingot_lab.probe import auth_cap_request, is_auth_cap_response
-        fixes.apply()
+        apply_pyghmi_compat(('client', 'io', 'server'))
         server = bmc.Bmc({'admin': 'pw'}, port=0, address='127.0.0.1')
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.bind(('127.0.0.1', 0))
@@ -225,4 +242,5 @@ def test_server_process_runs_with_fixes_and_epoll(lab):
     for record in lab.server_records():
         assert record['pyghmi']['fixes_applied'] is True
         assert record['pyghmi']['io_worker'] == 'epoll'
-        assert set(record['pyghmi']['shared']) == {'_io_wait', '_poller', '_io_recvfrom', '_io_graball'}
+        assert {'lost_wakeup', 'recv_dontwait', 'session_policy', 'graball',
+                'server:ServerSession.close_server_session'} <= set(record['pyghmi']['fixes'])

@@ -1,5 +1,5 @@
-"""The trust boundary of the unauthenticated routes and bad input that used to do damage (issue 11, items
-1-7): provisioning networks, DHCP leases, one token per running agent, the private host key handed out once,
+"""The trust boundary of the unauthenticated routes and bad input that used to do damage:
+provisioning networks, DHCP leases, one token per running agent, the private host key handed out once,
 discovery bounds, non-finite and out-of-range numbers, control characters, images in use, 413 for urllib."""
 
 import json

@@ -1,4 +1,4 @@
-"""``/openapi.json`` tells the truth (issue 11, item 8): content types, the error body, the statuses each route
+"""``/openapi.json`` tells the truth: content types, the error body, the statuses each route
 answers, the MAC and facts rules; and schemathesis, an OpenAPI-driven fuzzer, finds no 500 and no answer that
 disagrees with the description when it runs against the real service (uvicorn on loopback)."""
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make a systemd rootfs boot cleanly inside a container (LAB-NOTES.md sections 2 and 3, G5):
+# Make a systemd rootfs boot cleanly inside a container:
 # no udev, getty, kernel-module or remount units (nothing to do in a container, and they fail);
-# an empty machine-id, generated at first boot, with dbus's pointing at it.
+# an empty machine-id, generated at first boot, with dbus's pointing at it (dbus's postinst writes its own
+# at build time, which systemd copies into an empty /etc/machine-id: every node had the same one).
 set -euo pipefail
 T=${1:?usage: customize.sh ROOTFS}
 for u in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \

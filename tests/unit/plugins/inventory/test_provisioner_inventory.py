@@ -482,7 +482,7 @@ def test_undefined_and_none_are_told_apart():
 
 
 def test_the_redfish_system_id_of_the_bmc_record_becomes_bmc_system_id(fake, make_plugin):
-    """Issue 11 item 10: the BMC modules pick the system of a multi-system Redfish BMC from the inventory."""
+    """The BMC modules pick the system of a multi-system Redfish BMC from the inventory."""
     fake.add_node('blade1', state='ready', pool='rack5',
                   bmc={'address': '10.0.5.100', 'port': 443, 'protocol': 'redfish', 'system_id': 'Blade.1'})
     fake.add_node('blade9', state='ready', pool='rack5', bmc={'address': '10.0.5.109', 'protocol': 'ipmi'})

@@ -95,7 +95,7 @@ def test_client_without_host_is_invalid():
 
 
 def test_ipmi_client_logs_in_under_its_own_session_policy(monkeypatch):
-    """Issue 11 item 14: the cipher policy is the entry's own, not the last one set for (host, port)."""
+    """The cipher policy is the entry's own, not the last one set for (host, port)."""
     seen = []
 
     def command(**kwargs):
@@ -727,7 +727,7 @@ def test_a_missing_ca_file_is_reported_as_such_and_not_retried(lab, backoff, tmp
 
 
 def test_a_login_that_finishes_after_the_deadline_is_logged_out(monkeypatch):
-    """Issue 11 item 14: the session of a late login is ended, not left holding a BMC session slot."""
+    """The session of a late login is ended, not left holding a BMC session slot."""
     logged_out = threading.Event()
     made = []
 

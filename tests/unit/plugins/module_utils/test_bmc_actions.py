@@ -573,9 +573,9 @@ def test_fleet_of_nothing():
     assert 'failed' not in result
 
 
-# ================================================================ issue 11, items 11 to 15
+# ================================= boot read-back, numbers, one session per BMC, command interval, graceful off, state=status
 def test_boot_persistent_not_kept_by_the_bmc_fails_clearly():
-    """Item 11: a BMC that silently keeps next-boot only is not reported as a success (and not 'changed' forever)."""
+    """A BMC that silently keeps next-boot only is not reported as a success (and not 'changed' forever)."""
     client = FakeClient(boot={'device': 'disk', 'persistent': True, 'uefi': False}, keeps={'persistent': False})
     with pytest.raises(BmcError) as e:
         op_boot(client, boot_params(device='pxe', persistent=True), check_mode=False)
@@ -605,7 +605,7 @@ def test_boot_kept_as_asked_is_a_change_once():
     ('bmc_min_command_interval', -0.5), ('graceful_timeout', -1), ('wait_timeout', -5),
 ])
 def test_out_of_range_timeouts_and_counts_are_refused(lab, option, value):
-    """Item 12: every timeout and count is validated, before any BMC is contacted."""
+    """Every timeout and count is validated, before any BMC is contacted."""
     lab.add('10.0.9.1', password=PASSWORD)
     result = execute('power', power_params(bmc_host='10.0.9.1', bmc_user='admin', bmc_password=PASSWORD,
                                            state='on', **{option: value}))
@@ -625,7 +625,7 @@ def test_out_of_range_entry_option_fails_that_entry_only(lab):
 
 
 def test_state_status_only_reads(lab):
-    """Item 15: state=status reads the power state, never acts, never changes."""
+    """State=status reads the power state, never acts, never changes."""
     m = lab.add('10.0.9.21', password=PASSWORD, power='on')
     result = execute('power', power_params(bmc_host='10.0.9.21', bmc_user='admin', bmc_password=PASSWORD,
                                            state='status'))
@@ -639,7 +639,7 @@ def test_state_status_only_reads(lab):
 
 
 def test_fleet_serialises_one_bmc_under_two_names(lab):
-    """Item 13: the same address and port under two names never gets two sessions at once."""
+    """The same address and port under two names never gets two sessions at once."""
     m = lab.add('10.0.9.31', password=PASSWORD, delay=0.05)
     lab.add('10.0.9.32', password=PASSWORD, delay=0.05)
     lab.rendezvous = 2
@@ -657,7 +657,7 @@ def test_fleet_serialises_one_bmc_under_two_names(lab):
 
 
 def test_min_command_interval_spaces_the_commands_to_one_bmc(lab):
-    """Item 13: a minimum interval between commands to one BMC (Ironic's min_command_interval)."""
+    """A minimum interval between commands to one BMC (Ironic's min_command_interval)."""
     import time as real_time
     m = lab.add('10.0.9.41', password=PASSWORD)
     stamps = []
@@ -677,7 +677,7 @@ def test_min_command_interval_spaces_the_commands_to_one_bmc(lab):
 
 
 def test_a_bmc_that_stops_answering_during_a_graceful_off_is_never_forced():
-    """Item 14: no answer while waiting for the OS is not 'the OS did not shut down'."""
+    """No answer while waiting for the OS is not 'the OS did not shut down'."""
     client = FakeClient(power='on', shutdown_seconds=None)
     orig_power = client.power
 

@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import os
+import re
 import select
 import socket
 import threading
@@ -57,6 +59,16 @@ def test_installed_pyghmi_is_a_version_the_fixes_were_checked_against():
     assert pyghmi_compat.pyghmi_version() == installed
 
 
+def test_the_pinned_and_documented_pyghmi_are_tested_versions():
+    root = os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..')
+    with open(os.path.join(root, 'requirements.txt')) as handle:
+        pins = re.findall(r'^pyghmi==(\S+)', handle.read(), re.M)
+    with open(os.path.join(root, 'plugins', 'doc_fragments', 'bmc.py')) as handle:
+        claimed = re.findall(r'tested with pyghmi (\S+?)[ ;,]', handle.read())
+    assert pins and claimed
+    assert set(pins + claimed) <= set(pyghmi_compat.PYGHMI_TESTED_VERSIONS)
+
+
 def test_importing_the_client_applied_every_fix():
     assert bmc.HAS_PYGHMI
     applied = pyghmi_compat.applied()
@@ -93,6 +105,50 @@ def test_the_fixes_wrap_pyghmis_own_functions():
         assert not getattr(original, '_ingot_fixed', False)
 
 
+# ---------------------------------------------------------------- the version guard
+@pytest.fixture
+def untested_pyghmi(monkeypatch):
+    """This process as if pyghmi 9.9.9 were installed and nothing were patched yet."""
+    monkeypatch.setattr(pyghmi_compat, 'pyghmi_version', lambda: '9.9.9')
+    monkeypatch.setattr(pyghmi_compat, '_APPLIED', {})
+    for name in FIXED:
+        monkeypatch.setattr(S, name, getattr(S, name)._ingot_original)
+
+
+def test_an_untested_pyghmi_is_not_patched_and_the_warning_names_both_versions(untested_pyghmi):
+    with pytest.warns(RuntimeWarning) as caught:
+        result = pyghmi_compat.apply()
+    assert result == {'version': '9.9.9', 'untested': True}
+    assert not any(getattr(getattr(S, name), '_ingot_fixed', False) for name in FIXED)
+    message = str(caught[0].message)
+    assert 'pyghmi 9.9.9 is installed' in message
+    assert 'tested on pyghmi %s only' % ', '.join(pyghmi_compat.PYGHMI_TESTED_VERSIONS) in message
+    assert 'install pyghmi==1.6.19' in message
+
+
+def test_force_patches_an_untested_pyghmi(untested_pyghmi):
+    result = pyghmi_compat.apply(force=True)
+    assert 'untested' not in result and result['lost_wakeup'] and result['recv_dontwait']
+    assert all(getattr(getattr(S, name), '_ingot_fixed', False) for name in FIXED)
+
+
+def test_an_unknown_group_is_refused():
+    with pytest.raises(ValueError, match='unknown pyghmi fix group.*nonsense'):
+        pyghmi_compat.apply(('client', 'nonsense'))
+
+
+def test_the_client_refuses_ipmi_on_an_untested_pyghmi(monkeypatch):
+    monkeypatch.setattr(pyghmi_compat, 'pyghmi_version', lambda: '9.9.9')
+    monkeypatch.setitem(pyghmi_compat._APPLIED, 'untested', True)
+    with pytest.raises(bmc.BmcError) as err:
+        bmc.BmcClient('192.0.2.10', 'admin', 'secret', name='node1')
+    assert err.value.kind == bmc.UNSUPPORTED
+    assert err.value.message.startswith('BMC node1: IPMI not attempted: pyghmi 9.9.9 is installed')
+    assert 'tested on pyghmi 1.6.19 only' in err.value.message
+    # Redfish does not go through the patched session layer: it is not refused
+    assert bmc.BmcClient('192.0.2.10', 'admin', 'secret', protocol='redfish').protocol == 'redfish'
+
+
 # ---------------------------------------------------------------- session policy
 @pytest.mark.parametrize('suite, expected', [(3, 1), (17, 256)])
 def test_session_policy_sets_the_hash_a_session_proposes(suite, expected):
@@ -106,7 +162,7 @@ def test_session_policy_sets_the_hash_a_session_proposes(suite, expected):
 
 
 def test_two_sessions_to_one_bmc_keep_their_own_policy():
-    """Issue 11 item 14: two entries for one (host, port) with different cipher suites."""
+    """Two entries for one (host, port) with different cipher suites."""
     a, b = bare_session('192.0.2.11', 623), bare_session('192.0.2.11', 623)
     with pyghmi_compat.session_policy(cipher_suite=17, allow_ipmi15=True):
         a._initsession()

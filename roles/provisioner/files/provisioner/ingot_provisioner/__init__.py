@@ -1,4 +1,3 @@
 """ingot.metal provisioner: node registry, boot artifacts and deploy agent (FastAPI service)."""
 
 __version__ = "0.1.0"
-API_VERSION = "v1"

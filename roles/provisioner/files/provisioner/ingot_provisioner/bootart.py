@@ -5,7 +5,6 @@ SSH host keys generated for each deploy."""
 from __future__ import annotations
 
 import copy
-import os
 import re
 
 import yaml
@@ -157,8 +156,3 @@ def base_cloud_config(*, hostname: str, ssh_keys: list[str], host_public: dict, 
     if root_login:
         cfg["disable_root"] = False
     return cfg
-
-
-def template_names() -> list[str]:
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-    return sorted(os.listdir(here))

@@ -179,7 +179,7 @@ try:
 except ImportError:  # pragma: no cover - ansible-core always brings Jinja2
     jinja2 = None
 
-from ansible_collections.ingot.metal.plugins.module_utils.provisioner import ProvisionerClient, ProvisionerError
+from ansible_collections.ingot.metal.plugins.module_utils.provisioner import DEPLOYED, ProvisionerClient, ProvisionerError
 
 
 class InventoryFailed(SystemExit):
@@ -249,7 +249,7 @@ def host_vars(node):
             hv['bmc_protocol'] = bmc['protocol']
         if bmc.get('system_id'):
             hv['bmc_system_id'] = bmc['system_id']
-    if node.get('state') == 'deployed' and node.get('ip_address'):
+    if node.get('state') == DEPLOYED and node.get('ip_address'):
         hv['ansible_host'] = node['ip_address']
     if node.get('docker_url'):
         hv['ingot_docker_url'] = node['docker_url']

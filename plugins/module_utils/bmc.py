@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - exercised by the modules' error path
     PYGHMI_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat
+from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
 
 if HAS_PYGHMI:
     pyghmi_compat.apply()
@@ -221,14 +222,6 @@ def run_with_deadline(fn, timeout, name='bmc-call'):
     return box.get('result')
 
 
-def _secret_free(text, *secrets):
-    text = str(text)
-    for s in secrets:
-        if s and len(str(s)) > 2:
-            text = text.replace(str(s), '********')
-    return text
-
-
 class BmcClient:
     """A session to one BMC over IPMI 2.0 or Redfish."""
 
@@ -268,7 +261,7 @@ class BmcClient:
 
     # ------------------------------------------------------------ plumbing
     def _fail(self, kind, message, hint=None):
-        raise BmcError(self.name, kind, _secret_free(message, self.password), hint)
+        raise BmcError(self.name, kind, mask_secrets(str(message), [self.password]), hint)
 
     def _new_command(self):
         if self.protocol == 'ipmi':
@@ -347,7 +340,7 @@ class BmcClient:
 
     def _classify(self, exc, what):
         """Turn a pyghmi or socket failure into (kind, message, hint, retryable)."""
-        text = _secret_free(exc, self.password)
+        text = mask_secrets(str(exc), [self.password])
         low = text.lower()
         where = '%s:%s' % (self.host, self.port)
         if isinstance(exc, pyghmi_exc.UnrecognizedCertificate):

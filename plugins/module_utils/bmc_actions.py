@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import (
@@ -25,7 +26,9 @@ from ansible_collections.ingot.metal.plugins.module_utils.bmc import (
     BMC_FLEET_SPEC,
     BOOT_DEVICES,
     DEFAULT_PORTS,
+    HAS_PYGHMI,
     INVALID,
+    PYGHMI_IMPORT_ERROR,
     TIMEOUT,
     UNREACHABLE,
     UNSUPPORTED,
@@ -420,3 +423,20 @@ def execute(op, params, check_mode=False, name=None):
     if READ_ONLY[op]:
         result.pop('diff', None)
     return result
+
+
+def run_module(op):
+    """The whole ``main()`` of the BMC module of ``op`` ('power', 'boot' or 'info'), run as a module process.
+
+    (On the controller the action plugin runs :func:`execute` in its own process instead, without this.)
+    """
+    module = AnsibleModule(argument_spec=argument_spec(op), supports_check_mode=True, **ARG_RULES)
+    protect_fleet_secrets(module)
+    if not HAS_PYGHMI:
+        module.fail_json(msg=missing_required_lib('pyghmi'), exception=PYGHMI_IMPORT_ERROR)
+    result = execute(op, module.params, module.check_mode)
+    if not module._diff:
+        result.pop('diff', None)
+    if result.get('failed'):
+        module.fail_json(**result)
+    module.exit_json(**result)

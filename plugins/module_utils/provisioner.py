@@ -34,6 +34,8 @@ from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
 
+from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
+
 # Error kinds, stable strings the modules return as ``error_kind``.
 AUTH = 'auth'
 UNREACHABLE = 'unreachable'
@@ -48,7 +50,25 @@ NO_NODE_AVAILABLE = 'no_node_available'
 SERVER = 'server'
 FAILED = 'failed'
 
-STATES = ('discovered', 'ready', 'allocated', 'deploying', 'deployed', 'deploy_failed', 'releasing', 'release_failed')
+# The node states of the provisioner's lifecycle: the one place the modules and the inventory take them from.
+# The service's state machine has the same names (tests/unit/plugins/module_utils/test_state_contract.py).
+DISCOVERED = 'discovered'
+READY = 'ready'
+ALLOCATED = 'allocated'
+DEPLOYING = 'deploying'
+DEPLOYED = 'deployed'
+DEPLOY_FAILED = 'deploy_failed'
+RELEASING = 'releasing'
+RELEASE_FAILED = 'release_failed'
+STATES = (DISCOVERED, READY, ALLOCATED, DEPLOYING, DEPLOYED, DEPLOY_FAILED, RELEASING, RELEASE_FAILED)
+# States a node is deleted from without force.
+REMOVABLE = (DISCOVERED, READY)
+# States a deploy starts from.
+DEPLOYABLE = (ALLOCATED, DEPLOY_FAILED)
+# States a release (with wipe) starts from; releasing is already on its way back.
+RELEASABLE = (ALLOCATED, DEPLOYING, DEPLOYED, DEPLOY_FAILED, RELEASE_FAILED)
+# An allocation is held while its node is in one of these states.
+HELD = (ALLOCATED, DEPLOYING, DEPLOYED, DEPLOY_FAILED)
 IMAGE_FORMATS = ('tar', 'tar.gz', 'raw')
 BMC_PROTOCOLS = ('ipmi', 'redfish')
 
@@ -121,14 +141,6 @@ class ProvisionerError(Exception):
         return out
 
 
-def _secret_free(text, *secrets):
-    text = str(text)
-    for s in secrets:
-        if s and len(str(s)) > 2:
-            text = text.replace(str(s), '********')
-    return text
-
-
 def _detail_text(detail):
     """FastAPI gives ``detail`` as a string, or a list of validation errors."""
     if isinstance(detail, list):
@@ -186,7 +198,7 @@ class ProvisionerClient:
 
     # ------------------------------------------------------------ plumbing
     def _error(self, message, kind, status=None, code=None, hint=None, detail=None):
-        return ProvisionerError(_secret_free(message, self.token), kind, status=status, code=code,
+        return ProvisionerError(mask_secrets(str(message), [self.token]), kind, status=status, code=code,
                                 hint=hint, detail=detail)
 
     def _headers(self, has_body):
@@ -480,6 +492,11 @@ def _describe_filters(query):
     return (' (%s)' % ', '.join(parts)) if parts else ''
 
 
+def node_ident(node):
+    """How a node is named to the API (which takes a name or an id): the name reads better in every message."""
+    return node.get('name') or node['id']
+
+
 def client_from_params(params):
     """Build a client from the ``provisioner_*`` module options (or plugin options of the same names)."""
     return ProvisionerClient(
@@ -619,7 +636,7 @@ def describe_constraints(constraints):
 
 def satisfies(node, constraints):
     """Whether a ready node could be allocated under ``constraints`` (used to predict in check mode)."""
-    if node.get('state') != 'ready' or node.get('maintenance'):
+    if node.get('state') != READY or node.get('maintenance'):
         return False
     c = constraints or {}
     if c.get('pool') and node.get('pool') != c['pool']:

@@ -21,17 +21,18 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
+  - ingot.metal.attributes
+  - ingot.metal.attributes.actiongroup_provisioner
 attributes:
   check_mode:
     support: full
-    description: Reports what would change; predicts a missing node from the ready nodes' records.
+    details: Reports what would change; predicts a missing node from the ready nodes' records.
   diff_mode:
     support: full
-    description: Returns the allocation's node, state and owner before and after.
-  action_group:
+    details: Returns the allocation's node, state and owner before and after.
+  idempotent:
     support: full
-    membership: [ingot.metal.provisioner]
-    description: Use C(group/ingot.metal.provisioner) in C(module_defaults) to set the connection options once.
+    details: A second run returns the node the owner already holds under that name.
 options:
   owner:
     description:
@@ -160,8 +161,9 @@ error_kind:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingot.metal.plugins.module_utils.provisioner import (
-    ILLEGAL_TRANSITION, NO_NODE_AVAILABLE, WAIT_SPEC, ProvisionerError, argument_spec, describe_constraints,
-    describe_node, diff_of, satisfies, run_module, wait_for,
+    ALLOCATED, HELD, ILLEGAL_TRANSITION, NO_NODE_AVAILABLE, READY, RELEASABLE, RELEASE_FAILED, RELEASING, WAIT_SPEC,
+    ProvisionerError, argument_spec, describe_constraints, describe_node, diff_of, node_ident, satisfies, run_module,
+    wait_for,
 )
 
 ALLOCATION_SPEC = dict(
@@ -178,16 +180,8 @@ ALLOCATION_SPEC = dict(
 ALLOCATION_SPEC.update(WAIT_SPEC)
 ALLOCATION_SPEC.update(wait=dict(type='bool', default=False))
 
-# An allocation is held while its node is in one of these states.
-HELD = ('allocated', 'deploying', 'deployed', 'deploy_failed')
-RELEASABLE = ('allocated', 'deploying', 'deployed', 'deploy_failed', 'release_failed')
 DIFF_KEYS = ('name', 'state', 'owner', 'allocation_name')
 CONSTRAINTS = ('pool', 'tags', 'min_cpus', 'min_memory_mib', 'min_disk_gib')
-
-
-def _ident(node):
-    # The API takes a name or an id; the name reads better in every message.
-    return node.get('name') or node['id']
 
 
 def find_allocation(client, owner, name):
@@ -203,17 +197,17 @@ def _allocated(client, params, check_mode):
     if held:
         node = held[0]
         result = {'changed': False, 'node': node, 'diff': {'before': {}, 'after': {}}}
-        if not satisfies(dict(node, state='ready', maintenance=False), constraints):
+        if not satisfies(dict(node, state=READY, maintenance=False), constraints):
             result['warnings'] = ['node %s, held by %s as %s, does not match the constraints%s any more; it is kept'
                                   % (node.get('name'), owner, name, describe_constraints(constraints))]
         return result
     if check_mode:
-        count = sum(1 for n in client.list_nodes(state='ready', pool=params.get('pool')) if satisfies(n, constraints))
+        count = sum(1 for n in client.list_nodes(state=READY, pool=params.get('pool')) if satisfies(n, constraints))
         if not count and not params['wait']:
             raise ProvisionerError('no ready node matches an allocation as %r for owner %r%s'
                                    % (name, owner, describe_constraints(constraints)), NO_NODE_AVAILABLE,
                                    hint='register or release nodes, relax the constraints, or set wait=true')
-        after = {'name': None, 'state': 'allocated', 'owner': owner, 'allocation_name': name}
+        after = {'name': None, 'state': ALLOCATED, 'owner': owner, 'allocation_name': name}
         return {'changed': True, 'node': None, 'candidates': count, 'diff': {'before': {}, 'after': after}}
 
     def attempt():
@@ -243,19 +237,19 @@ def _allocated(client, params, check_mode):
 
 def _released(client, params, check_mode):
     owner, name = params['owner'], params['name']
-    found = [n for n in find_allocation(client, owner, name) if n.get('state') != 'ready']
+    found = [n for n in find_allocation(client, owner, name) if n.get('state') != READY]
     if not found:
         return {'changed': False, 'node': None, 'diff': {'before': {}, 'after': {}}}
     before = found[0]
     state = before.get('state')
     result = {'changed': False, 'node': before, 'diff': {'before': {}, 'after': {}}}
-    if state != 'releasing':  # releasing: already on its way back, nothing to ask
+    if state != RELEASING:  # releasing: already on its way back, nothing to ask
         if not check_mode:
             # The registry refuses a state it cannot release from (deploying), with its own message.
-            after = client.release(_ident(before), wipe=params['wipe'])
+            after = client.release(node_ident(before), wipe=params['wipe'])
         elif state in RELEASABLE:
-            after = dict(before, state='ready' if state == 'allocated' else 'releasing')
-            if state == 'allocated':
+            after = dict(before, state=READY if state == ALLOCATED else RELEASING)
+            if state == ALLOCATED:
                 after.update(owner=None, allocation_name=None)
         else:
             raise ProvisionerError('node %s (held by %s as %s) is %s and cannot be released now'
@@ -263,20 +257,20 @@ def _released(client, params, check_mode):
                                    hint='wait for the deploy to end (ingot.metal.deployment), then release it')
         result.update(changed=True, node=after, diff=diff_of(before, after, DIFF_KEYS))
     node = result['node']
-    if params['wait'] and not check_mode and node.get('state') != 'ready':
+    if params['wait'] and not check_mode and node.get('state') != READY:
         last = [node]
 
         def poll():
-            last[0] = client.get_node(_ident(before))
+            last[0] = client.get_node(node_ident(before))
             return last[0]
 
         try:
             node, result['elapsed'] = wait_for(
                 poll,
-                lambda n: n.get('state') == 'ready' or n.get('owner') not in (None, owner),
+                lambda n: n.get('state') == READY or n.get('owner') not in (None, owner),
                 params['wait_timeout'], 'releasing node %s (%s of %s)' % (before.get('name'), name, owner),
                 failed=lambda n: ('releasing node %s failed: %s' % (n.get('name'), n.get('last_error') or 'no reason given')
-                                  if n.get('state') == 'release_failed' else None),
+                                  if n.get('state') == RELEASE_FAILED else None),
                 describe=describe_node, interval=params['wait_interval'])
         except ProvisionerError as e:
             e.partial = {'changed': result['changed'], 'node': last[0]}

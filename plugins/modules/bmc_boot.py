@@ -23,17 +23,17 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.bmc
+  - ingot.metal.attributes
+  - ingot.metal.attributes.actiongroup_bmc
 attributes:
   check_mode:
     support: full
-    description: Reports what would change without writing.
+    details: Reports what would change without writing.
   diff_mode:
     support: full
-    description: Returns the boot override before and after.
-  action_group:
+    details: Returns the boot override before and after.
+  idempotent:
     support: full
-    membership: [ingot.metal.bmc]
-    description: Use C(group/ingot.metal.bmc) in C(module_defaults) to set the connection options once.
 options:
   device:
     description:
@@ -121,23 +121,11 @@ summary:
   sample: {"total": 10, "changed": 10, "failed": 0}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import HAS_PYGHMI, PYGHMI_IMPORT_ERROR
-from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, argument_spec, execute, protect_fleet_secrets
+from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec('boot'), supports_check_mode=True, **ARG_RULES)
-    protect_fleet_secrets(module)
-    if not HAS_PYGHMI:
-        module.fail_json(msg=missing_required_lib('pyghmi'), exception=PYGHMI_IMPORT_ERROR)
-    result = execute('boot', module.params, module.check_mode)
-    if not module._diff:
-        result.pop('diff', None)
-    if result.get('failed'):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module('boot')
 
 
 if __name__ == '__main__':

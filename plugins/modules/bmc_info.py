@@ -22,17 +22,9 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.bmc
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  action_group:
-    support: full
-    membership: [ingot.metal.bmc]
-    description: Use C(group/ingot.metal.bmc) in C(module_defaults) to set the connection options once.
+  - ingot.metal.attributes
+  - ingot.metal.attributes.info_module
+  - ingot.metal.attributes.actiongroup_bmc
 options:
   gather:
     description:
@@ -127,21 +119,11 @@ summary:
   sample: {"total": 200, "changed": 0, "failed": 0}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import HAS_PYGHMI, PYGHMI_IMPORT_ERROR
-from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, argument_spec, execute, protect_fleet_secrets
+from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec('info'), supports_check_mode=True, **ARG_RULES)
-    protect_fleet_secrets(module)
-    if not HAS_PYGHMI:
-        module.fail_json(msg=missing_required_lib('pyghmi'), exception=PYGHMI_IMPORT_ERROR)
-    result = execute('info', module.params, module.check_mode)
-    if result.get('failed'):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module('info')
 
 
 if __name__ == '__main__':

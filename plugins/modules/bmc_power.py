@@ -22,17 +22,18 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.bmc
+  - ingot.metal.attributes
+  - ingot.metal.attributes.actiongroup_bmc
 attributes:
   check_mode:
     support: full
-    description: Reports what would change without acting.
+    details: Reports what would change without acting.
   diff_mode:
     support: full
-    description: Returns the power state before and after.
-  action_group:
-    support: full
-    membership: [ingot.metal.bmc]
-    description: Use C(group/ingot.metal.bmc) in C(module_defaults) to set the connection options once.
+    details: Returns the power state before and after.
+  idempotent:
+    support: partial
+    details: O(state=restarted) restarts the machine and reports a change on every run; the other states act only on a difference.
 options:
   state:
     description:
@@ -159,23 +160,11 @@ summary:
   sample: {"total": 200, "changed": 3, "failed": 0}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.ingot.metal.plugins.module_utils.bmc import HAS_PYGHMI, PYGHMI_IMPORT_ERROR
-from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, argument_spec, execute, protect_fleet_secrets
+from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec('power'), supports_check_mode=True, **ARG_RULES)
-    protect_fleet_secrets(module)
-    if not HAS_PYGHMI:
-        module.fail_json(msg=missing_required_lib('pyghmi'), exception=PYGHMI_IMPORT_ERROR)
-    result = execute('power', module.params, module.check_mode)
-    if not module._diff:
-        result.pop('diff', None)
-    if result.get('failed'):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module('power')
 
 
 if __name__ == '__main__':

@@ -27,17 +27,18 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
+  - ingot.metal.attributes
+  - ingot.metal.attributes.actiongroup_provisioner
 attributes:
   check_mode:
     support: full
-    description: Reports whether a deploy would be started; does not wait.
+    details: Reports whether a deploy would be started; does not wait.
   diff_mode:
     support: full
-    description: Returns the node's state and image before and after.
-  action_group:
+    details: Returns the node's state and image before and after.
+  idempotent:
     support: full
-    membership: [ingot.metal.provisioner]
-    description: Use C(group/ingot.metal.provisioner) in C(module_defaults) to set the connection options once.
+    details: A node already deployed with the image is left as it is.
 options:
   node:
     description:
@@ -195,8 +196,8 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingot.metal.plugins.module_utils.provisioner import (
-    FAILED, ILLEGAL_TRANSITION, INVALID, NOT_FOUND, WAIT_SPEC, ProvisionerError, argument_spec, describe_node, diff_of,
-    run_module, wait_for,
+    DEPLOY_FAILED, DEPLOYABLE, DEPLOYED, DEPLOYING, FAILED, ILLEGAL_TRANSITION, INVALID, NOT_FOUND, READY, RELEASE_FAILED,
+    RELEASING, WAIT_SPEC, ProvisionerError, argument_spec, describe_node, diff_of, node_ident, run_module, wait_for,
 )
 
 DEPLOYMENT_SPEC = dict(
@@ -220,12 +221,6 @@ RULES = dict(
 )
 
 DIFF_KEYS = ('name', 'state', 'image')
-DEPLOYABLE = ('allocated', 'deploy_failed')
-
-
-def _ident(node):
-    # The API takes a name or an id; the name reads better in every message.
-    return node.get('name') or node['id']
 
 
 def find_node(client, params):
@@ -239,7 +234,7 @@ def find_node(client, params):
         return node
     owner, name = params['owner'], params['allocation']
     nodes = [n for n in client.list_nodes(owner=owner) if n.get('allocation_name') == name
-             and n.get('state') not in ('ready', 'releasing', 'release_failed')]
+             and n.get('state') not in (READY, RELEASING, RELEASE_FAILED)]
     if not nodes:
         raise ProvisionerError('owner %s holds no node as %s, so there is nothing to deploy to' % (owner, name),
                                NOT_FOUND, hint='allocate one first with ingot.metal.allocation')
@@ -258,7 +253,7 @@ def user_data_text(value):
 def _not_applied(client, node, params):
     """Warnings naming the options a deployed node was deployed with otherwise (they are not applied to it)."""
     if 'ssh_keys' not in node:   # a list answer: the node's own record says what the deploy was given
-        node = client.get_node(_ident(node))
+        node = client.get_node(node_ident(node))
     differ = []
     if params['ssh_keys'] and 'ssh_keys' in node \
             and [k.strip() for k in params['ssh_keys']] != [k.strip() for k in node.get('ssh_keys') or []]:
@@ -277,7 +272,7 @@ def _not_applied(client, node, params):
 
 
 def _latest_event_id(client, node):
-    events = client.node_events(_ident(node))
+    events = client.node_events(node_ident(node))
     ids = [e.get('id') for e in events if isinstance(e.get('id'), int)]
     return max(ids) if ids else None
 
@@ -287,7 +282,7 @@ class Follower:
 
     def __init__(self, client, node, since, not_before=None):
         self.client = client
-        self.ident = _ident(node)
+        self.ident = node_ident(node)
         self.since = since
         self.not_before = not_before
         self.events = []
@@ -312,7 +307,7 @@ class Follower:
 
 
 def _failure(node, follower, image):
-    if node.get('state') != 'deploy_failed':
+    if node.get('state') != DEPLOY_FAILED:
         return None
     tail = [e.get('message') for e in follower.events[-3:] if e.get('message')]
     return 'deploying image %s to node %s failed: %s%s' % (
@@ -326,7 +321,7 @@ def ensure_deployed(client, params, check_mode):
     state = before.get('state')
     node = before
     changed = False
-    if state == 'deployed':
+    if state == DEPLOYED:
         if before.get('image') not in (None, image):
             raise ProvisionerError('node %s is deployed with image %s, not %s'
                                    % (before.get('name'), before.get('image'), image), ILLEGAL_TRANSITION,
@@ -334,27 +329,27 @@ def ensure_deployed(client, params, check_mode):
                                         '(ingot.metal.allocation state=released) and allocate and deploy again')
         return {'changed': False, 'node': before, 'diff': {'before': {}, 'after': {}},
                 'warnings': _not_applied(client, before, params)}
-    if state == 'deploying' and before.get('image') not in (None, image):
+    if state == DEPLOYING and before.get('image') not in (None, image):
         raise ProvisionerError('node %s is already being deployed with image %s, not %s'
                                % (before.get('name'), before.get('image'), image), ILLEGAL_TRANSITION,
                                hint='wait for that deploy to end, then release the node to deploy another image')
-    if state == 'deploy_failed' and not params['retry_failed']:
+    if state == DEPLOY_FAILED and not params['retry_failed']:
         raise ProvisionerError('the last deploy of node %s failed: %s' % (before.get('name'),
                                before.get('last_error') or 'no reason given'), FAILED,
                                hint='set retry_failed=true to deploy again, or release the node')
     since = None
-    if state != 'deploying':  # deploying: a deploy is running already, follow it
+    if state != DEPLOYING:  # deploying: a deploy is running already, follow it
         if check_mode:
             if state not in DEPLOYABLE:
                 raise ProvisionerError('node %s is %s; only an allocated node (or one whose deploy failed) is '
                                        'deployed' % (before.get('name'), state), ILLEGAL_TRANSITION,
                                        hint='allocate it first (ingot.metal.allocation)')
-            node = dict(before, state='deploying', image=image)
+            node = dict(before, state=DEPLOYING, image=image)
         else:
             # The registry refuses any other state with its own message (node, state, what was asked).
             user_data = user_data_text(params.get('user_data'))
             since = _latest_event_id(client, before)
-            node = client.deploy(_ident(before), image, ssh_keys=params['ssh_keys'], user_data=user_data,
+            node = client.deploy(node_ident(before), image, ssh_keys=params['ssh_keys'], user_data=user_data,
                                  hostname=params.get('hostname'))
         changed = True
     result = {'changed': changed, 'node': node, 'diff': diff_of(before, node, DIFF_KEYS) if changed
@@ -365,7 +360,7 @@ def ensure_deployed(client, params, check_mode):
     follower = Follower(client, node, since, not_before=None if changed else before.get('state_changed_at'))
     try:
         node, result['elapsed'] = wait_for(
-            follower.poll, lambda n: n.get('state') == 'deployed', params['wait_timeout'],
+            follower.poll, lambda n: n.get('state') == DEPLOYED, params['wait_timeout'],
             'the deploy of image %s to node %s' % (image, node.get('name')),
             failed=lambda n: _failure(n, follower, image),
             describe=lambda n: describe_node(n) + _progress_text(follower),

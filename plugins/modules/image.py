@@ -23,17 +23,17 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
+  - ingot.metal.attributes
+  - ingot.metal.attributes.actiongroup_provisioner
 attributes:
   check_mode:
     support: full
-    description: Reports what would change without changing anything.
+    details: Reports what would change without changing anything.
   diff_mode:
     support: full
-    description: Returns the catalog entry before and after.
-  action_group:
+    details: Returns the catalog entry before and after.
+  idempotent:
     support: full
-    membership: [ingot.metal.provisioner]
-    description: Use C(group/ingot.metal.provisioner) in C(module_defaults) to set the connection options once.
 options:
   name:
     description:

@@ -24,17 +24,17 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
+  - ingot.metal.attributes
+  - ingot.metal.attributes.actiongroup_provisioner
 attributes:
   check_mode:
     support: full
-    description: Reports what would change without changing anything.
+    details: Reports what would change without changing anything.
   diff_mode:
     support: full
-    description: Returns the record fields that change, before and after.
-  action_group:
+    details: Returns the record fields that change, before and after.
+  idempotent:
     support: full
-    membership: [ingot.metal.provisioner]
-    description: Use C(group/ingot.metal.provisioner) in C(module_defaults) to set the connection options once.
 options:
   name:
     description:
@@ -184,7 +184,8 @@ error_kind:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingot.metal.plugins.module_utils.provisioner import (
-    BMC_PROTOCOLS, INVALID, ProvisionerError, argument_spec, diff_of, node_changes, normalise_mac, run_module,
+    BMC_PROTOCOLS, DISCOVERED, INVALID, READY, REMOVABLE, ProvisionerError, argument_spec, diff_of, node_changes,
+    node_ident, normalise_mac, run_module,
 )
 
 NODE_SPEC = dict(
@@ -207,12 +208,6 @@ NODE_SPEC = dict(
 )
 
 RECORD_FIELDS = ('state', 'macs', 'bmc', 'pool', 'tags', 'facts', 'maintenance', 'maintenance_reason', 'docker_url')
-REMOVABLE = ('discovered', 'ready')
-
-
-def _ident(node):
-    # The API takes a name or an id; the name reads better in every message.
-    return node.get('name') or node['id']
 
 
 def _absent(client, params, current, check_mode):
@@ -223,14 +218,14 @@ def _absent(client, params, current, check_mode):
                                % (current['name'], current.get('state')), INVALID,
                                hint='release it first (ingot.metal.allocation state=released), or set force=true')
     if not check_mode:
-        client.delete_node(_ident(current), force=params['force'])
+        client.delete_node(node_ident(current), force=params['force'])
     before = dict((k, current.get(k)) for k in ('name',) + RECORD_FIELDS)
     return {'changed': True, 'node': None, 'diff': {'before': before, 'after': {}}}
 
 
 def _create(client, params, check_mode):
     body = {'name': params['name'], 'macs': [normalise_mac(m) for m in params.get('macs') or []],
-            'state': 'ready' if params['enrolled'] else 'discovered'}
+            'state': READY if params['enrolled'] else DISCOVERED}
     for key in ('pool', 'tags', 'facts'):
         if params.get(key) is not None:
             body[key] = params[key]
@@ -248,7 +243,7 @@ def _create(client, params, check_mode):
         node = client.create_node(body)
         if later:
             try:
-                node = client.update_node(_ident(node), later)
+                node = client.update_node(node_ident(node), later)
             except ProvisionerError as e:
                 e.partial = {'changed': True, 'node': node}
                 raise
@@ -259,12 +254,12 @@ def _create(client, params, check_mode):
 def _update(client, params, current, check_mode):
     node = current
     acted = False
-    if params['enrolled'] and current.get('state') == 'discovered':
+    if params['enrolled'] and current.get('state') == DISCOVERED:
         acted = True
         if check_mode:
-            node = dict(node, state='ready')
+            node = dict(node, state=READY)
         else:
-            node = client.enroll_node(_ident(node), pool=params.get('pool'), tags=params.get('tags'))
+            node = client.enroll_node(node_ident(node), pool=params.get('pool'), tags=params.get('tags'))
     changes = node_changes(node, params)
     if changes:
         acted = True
@@ -273,7 +268,7 @@ def _update(client, params, current, check_mode):
             node.update(changes)
         else:
             try:
-                node = client.update_node(_ident(node), changes)
+                node = client.update_node(node_ident(node), changes)
             except ProvisionerError as e:
                 if node is not current:
                     e.partial = {'changed': True, 'node': node}

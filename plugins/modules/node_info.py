@@ -18,17 +18,9 @@ author:
   - ingot.metal contributors (@ingot-metal)
 extends_documentation_fragment:
   - ingot.metal.provisioner
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  action_group:
-    support: full
-    membership: [ingot.metal.provisioner]
-    description: Use C(group/ingot.metal.provisioner) in C(module_defaults) to set the connection options once.
+  - ingot.metal.attributes
+  - ingot.metal.attributes.info_module
+  - ingot.metal.attributes.actiongroup_provisioner
 options:
   name:
     description:

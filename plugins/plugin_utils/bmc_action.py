@@ -21,12 +21,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
-
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import BMC_CONNECTION_SPEC, BMC_FLEET_ITEM_SPEC, HAS_PYGHMI
 from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, READ_ONLY, argument_spec, execute
 
@@ -52,26 +51,6 @@ def _plain(value):
         return int(value)
     if isinstance(value, float):
         return float(value)
-    return value
-
-
-def _scrub(value, secrets):
-    """``value`` with every secret (of more than two characters) in its strings replaced by ********."""
-    # A secret of one or two characters would mask half of every message, and protects nothing.
-    words = sorted(set(str(x) for x in secrets if x is not None and len(str(x)) > 2), key=len, reverse=True)
-    if not words:
-        return value
-    # One pattern for all (a fleet has a password per BMC), the longest first.
-    return _scrub_with(value, re.compile('|'.join(re.escape(w) for w in words)))
-
-
-def _scrub_with(value, pattern):
-    if isinstance(value, dict):
-        return dict((k, _scrub_with(v, pattern)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_scrub_with(v, pattern) for v in value]
-    if isinstance(value, str):
-        return pattern.sub('********', value)
     return value
 
 
@@ -162,14 +141,14 @@ class BmcActionModule(ActionBase):
                        strict=False):
             # Asked to run the module as a separate process on the controller.
             result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
-            return _scrub(result, secrets)
+            return mask_secrets(result, secrets)
 
         args = _plain(args)
         validation = _validator(self.OPERATION).validate(args)
         secrets.extend(str(v) for v in getattr(validation, '_no_log_values', ()) or ())
         if validation.error_messages:
             result.update(failed=True, msg='%s: %s' % (self.MODULE, '; '.join(validation.error_messages)))
-            return _scrub(result, secrets)
+            return mask_secrets(result, secrets)
         for warning in validation._warnings if hasattr(validation, '_warnings') else ():
             self._display.warning(str(warning.get('option') if isinstance(warning, dict) else warning))
         if not HAS_PYGHMI:
@@ -186,4 +165,4 @@ class BmcActionModule(ActionBase):
         if not self._task.diff or READ_ONLY[self.OPERATION]:
             outcome.pop('diff', None)
         result.update(outcome)
-        return _scrub(result, secrets)
+        return mask_secrets(result, secrets)

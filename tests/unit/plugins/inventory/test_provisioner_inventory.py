@@ -386,7 +386,7 @@ def test_no_url_is_a_clear_parser_error(fake, make_plugin, monkeypatch):
     ('ingot_pool ==', None),
 ])
 def test_expression_reads(expression, reads):
-    from ansible_collections.ingot.metal.plugins.inventory.provisioner import expression_reads
+    from ansible_collections.ingot.metal.plugins.plugin_utils._constructed import expression_reads
     assert expression_reads(expression) == reads
 
 
@@ -422,11 +422,12 @@ def _snapshot(inventory):
 
 def test_memoized_constructed_is_the_same_as_ansibles(fake, make_plugin, monkeypatch):
     from ansible_collections.ingot.metal.plugins.inventory import provisioner as plugin_module
+    from ansible_collections.ingot.metal.plugins.plugin_utils import _constructed
     _many(fake)
     plugin, inventory, parse = make_plugin(CONSTRUCTED)
     parse()
     fast = _snapshot(inventory)
-    monkeypatch.setattr(plugin_module, 'expression_reads', lambda expression: None)
+    monkeypatch.setattr(_constructed, 'expression_reads', lambda expression: None)
     monkeypatch.setattr(plugin_module.InventoryModule, '_compiled_once', lambda self: _nothing())
     plugin, inventory, parse = make_plugin(CONSTRUCTED)
     parse()
@@ -468,13 +469,13 @@ def test_each_expression_is_evaluated_once_per_distinct_input(fake, make_plugin,
 
 
 def test_fqcn_random_filter_is_not_memoized():
-    from ansible_collections.ingot.metal.plugins.inventory.provisioner import expression_reads
+    from ansible_collections.ingot.metal.plugins.plugin_utils._constructed import expression_reads
     assert expression_reads('ingot_tags | ansible.builtin.random') is None
     assert expression_reads('ingot_facts | community.general.random_mac') is None
 
 
 def test_undefined_and_none_are_told_apart():
-    from ansible_collections.ingot.metal.plugins.inventory.provisioner import _read
+    from ansible_collections.ingot.metal.plugins.plugin_utils._constructed import _read
     assert _read({}, ('x',)) == [] and _read({'x': None}, ('x',)) == [0, None]
     assert _read({'x': {'items': 1}}, ('x', ('attr', 'items'))) == [0, {'items': 1}]
     assert _read({'x': {'items': 1}}, ('x', ('item', 'items'))) == [1, 1]

@@ -29,13 +29,21 @@ from ansible.module_utils.six.moves.urllib.parse import parse_qs, unquote, urlpa
 TOKEN = 'adm1n-t0ken-s3cret'
 URL = 'http://provisioner.test:8080'
 
+# The node lifecycle, action -> {state: new state}: the actions and states of the service's state machine
+# (test_state_contract.py fails when the two differ). Every state change of the fake goes through it.
 TRANSITIONS = {
-    'enroll': {'discovered': 'ready'},
-    'allocate': {'ready': 'allocated'},
+    'enroll': {'discovered': 'ready'},                  # POST /nodes/{id}/enroll
+    'allocate': {'ready': 'allocated'},                 # POST /allocations
     'deploy': {'allocated': 'deploying', 'deploy_failed': 'deploying'},
     'release': {'allocated': 'ready', 'deploying': 'releasing', 'deployed': 'releasing', 'deploy_failed': 'releasing',
-                'release_failed': 'releasing'},
+                'release_failed': 'releasing'},         # POST /nodes/{id}/release {"wipe": true}
+    'release_nowipe': {'allocated': 'ready'},           # POST /nodes/{id}/release {"wipe": false}
+    'agent_succeeded': {'deploying': 'deployed', 'releasing': 'ready'},         # finish(ok=True)
+    'agent_failed': {'deploying': 'deploy_failed', 'releasing': 'release_failed'},  # finish(ok=False)
+    'timeout': {'deploying': 'deploy_failed', 'releasing': 'release_failed'},   # expire()
 }
+# States whose node is deleted without force.
+DELETABLE = ('discovered', 'ready')
 
 
 class FakeResponse:
@@ -107,20 +115,28 @@ class FakeProvisioner:
     def finish(self, name, ok=True, message=None, ip_address='10.0.3.31'):
         """The deploy agent reports the end of a deploy or a wipe."""
         node = self.node(name)
+        if node['state'] not in TRANSITIONS['agent_succeeded' if ok else 'agent_failed']:
+            return      # no agent runs in that state: its report changes nothing
         if node['state'] == 'deploying':
             if ok:
-                self._set_state(node, 'deployed', 'deploy succeeded')
+                self._transition(node, 'agent_succeeded', 'deploy succeeded')
                 node['ip_address'] = ip_address
             else:
                 node['last_error'] = message or 'sha256 mismatch'
-                self._set_state(node, 'deploy_failed', 'deploy failed: %s' % node['last_error'])
-        elif node['state'] == 'releasing':
-            if ok:
-                node.update(owner=None, allocation_name=None, image=None, ip_address=None, ssh_host_keys={})
-                self._set_state(node, 'ready', 'wipe done')
-            else:
-                node['last_error'] = message or 'wipe failed'
-                self._set_state(node, 'release_failed', 'wipe failed')
+                self._transition(node, 'agent_failed', 'deploy failed: %s' % node['last_error'])
+        elif ok:
+            node.update(owner=None, allocation_name=None, image=None, ip_address=None, ssh_host_keys={})
+            self._transition(node, 'agent_succeeded', 'wipe done')
+        else:
+            node['last_error'] = message or 'wipe failed'
+            self._transition(node, 'agent_failed', 'wipe failed')
+
+    def expire(self, name):
+        """The service's deploy or release timeout runs out for the node (nothing happens in another state)."""
+        node = self.node(name)
+        if node['state'] in TRANSITIONS['timeout']:
+            node['last_error'] = 'timed out'
+            self._transition(node, 'timeout', 'timed out')
 
     def report(self, name, message, bytes_written):
         node = self.node(name)
@@ -163,12 +179,12 @@ class FakeProvisioner:
             raise self._error(404, 'not_found', 'node %s is not registered' % unquote(ident))
         return node
 
-    def _transition(self, node, verb):
+    def _transition(self, node, verb, message=None):
         table = TRANSITIONS[verb]
         if node['state'] not in table:
             raise self._error(409, 'illegal_transition', 'node %s is %s; cannot %s it (allowed from: %s)'
                               % (node['name'], node['state'], verb, ', '.join(sorted(table))))
-        self._set_state(node, table[node['state']], verb)
+        self._set_state(node, table[node['state']], message or verb)
 
     # ------------------------------------------------------------ open_url
     def open_url(self, url, data=None, headers=None, method=None, **kwargs):
@@ -220,7 +236,7 @@ class FakeProvisioner:
             if method == 'PATCH':
                 return 200, self._patch(node, body)
             if method == 'DELETE':
-                if node['state'] not in ('discovered', 'ready') and query.get('force') != 'true':
+                if node['state'] not in DELETABLE and query.get('force') != 'true':
                     raise self._error(409, 'illegal_transition', 'node %s is %s; only discovered or ready nodes are '
                                       'deleted without force' % (node['name'], node['state']))
                 del self.nodes[node['id']]
@@ -239,7 +255,7 @@ class FakeProvisioner:
                         node[key] = body[key]
                 return 200, copy.deepcopy(node)
             if verb == 'release' and method == 'POST':
-                self._transition(node, 'release')
+                self._transition(node, 'release' if (body or {}).get('wipe', True) else 'release_nowipe')
                 if node['state'] == 'ready':
                     node.update(owner=None, allocation_name=None)
                 return 200, copy.deepcopy(node)

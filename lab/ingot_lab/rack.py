@@ -33,8 +33,8 @@ import time
 
 from ingot_lab import manage
 from ingot_lab import server
-from ingot_lab.docker_machine import (BASE_IMAGE, DIR_LABEL, LABEL, DockerMachine, cgroup_binds,
-                                      ensure_firmware_image, prune_images)
+from ingot_lab.container_machine import (BASE_IMAGE, DIR_LABEL, LABEL, ContainerMachine, cgroup_binds,
+                                         ensure_firmware_image, prune_images)
 from ingot_lab.machines import create_machine
 from ingot_lab.state import Lab, LabError, write_file_atomic
 
@@ -336,7 +336,7 @@ def down(lab):
     config = lab.load()
     for name, entry in config['bmcs'].items():
         vm = create_machine(name, entry.get('machine'), lab.dir)
-        if isinstance(vm, DockerMachine):
+        if isinstance(vm, ContainerMachine):
             vm.destroy()
     for entry in reversed(changes):
         kind = entry['kind']

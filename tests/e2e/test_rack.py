@@ -13,7 +13,7 @@ import pytest
 
 from ingot_lab import rack
 
-from ingot_lab.docker_machine import BASE_IMAGE, DIR_LABEL, LABEL
+from ingot_lab.container_machine import BASE_IMAGE, DIR_LABEL, LABEL
 from ingot_lab.state import Lab, LabError
 
 from conftest import host_snapshot, wait_for

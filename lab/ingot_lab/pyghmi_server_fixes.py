@@ -4,7 +4,7 @@ The quirks are described (symptom, cause, what worked) in LAB-NOTES.md section 9
 below are theirs.  :func:`apply` patches pyghmi in this process, only when the installed pyghmi is
 the pinned version (each patch replaces a 1.6.19 function wholesale), and is idempotent: every
 function it installs carries the marker attribute ``_ingot_fixed``, and a function already carrying
-it is left alone.  tests/lab/test_pyghmi_fixes.py fails when a fix stops applying.
+it is left alone.  The lab's tests (make lab-tests, test_pyghmi_fixes.py) fail when a fix stops applying.
 
 Shared with pyghmi's client (module ``pyghmi.ipmi.private.session``):
 

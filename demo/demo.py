@@ -19,14 +19,12 @@ import shutil
 import sys
 import time
 
+from ingot_lab.runner import run_playbook   # the lab's package: `make demo` puts lab/ on PYTHONPATH
+from ingot_lab.state import Lab
+from ingot_lab.testing import start_lab
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, 'tests'))
-sys.path.insert(0, os.path.join(REPO, 'lab'))
-
-from ingot_testlib import run_playbook  # noqa: E402
-from ingot_lab.state import Lab  # noqa: E402
-from ingot_lab.testing import start_lab  # noqa: E402
 
 
 def step(text):

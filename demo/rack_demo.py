@@ -18,17 +18,11 @@ import shutil
 import ssl
 import socket
 import subprocess
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, 'tests', 'e2e'))
-
-import deploylib  # noqa: E402
-import e2e_image  # noqa: E402
-from conftest import Rack, host_snapshot  # noqa: E402
-from deploylib import Verbs, Watcher, rack  # noqa: E402
+from ingot_lab import deploy, node_image
+from ingot_lab.deploy import Verbs, Watcher, rack
+from ingot_lab.rack_client import Rack, host_snapshot
 
 NODES = 2
 BASE_PORT = 16430
@@ -102,8 +96,8 @@ def _story(lab_rack, work, step, expect, times):
     names = sorted(lab_rack.config)
     step('roles/os_image: Debian bookworm with systemd, cloud-init (NoCloud), sshd and the Docker engine '
          '(cached after the first build), registered in the provisioner\'s catalog')
-    built = _timed(times, 'image (roles/os_image, cached)', e2e_image.build, progress=True, docker=True)
-    image = deploylib.install_image(lab_rack, built)
+    built = _timed(times, 'image (roles/os_image, cached)', node_image.build, progress=True, docker=True)
+    image = deploy.install_image(lab_rack, built)
     print('   image %s: %d bytes, sha256 %s' % (image['name'], image['size'], image['sha256']))
 
     verbs = Verbs(lab_rack, work, OWNER)
@@ -122,18 +116,18 @@ def _story(lab_rack, work, step, expect, times):
     with Watcher(lab_rack):
         result = _timed(times, 'create demo-1,demo-2 (in parallel)', verbs.run, 'create', 'demo-1,demo-2',
                         progress=True)
-    for line in deploylib.task_messages(result, 'Env lines'):
+    for line in deploy.task_messages(result, 'Env lines'):
         print('   ' + line)
     for machine in ('demo-1', 'demo-2'):
         _use(verbs, machine, expect)
 
     step('ansible-playbook ingot.metal.ls')
-    for line in deploylib.task_messages(verbs.run('ls', 'all'), 'Machines'):
+    for line in deploy.task_messages(verbs.run('ls', 'all'), 'Machines'):
         print('   ' + line)
     # Ansible templates every extra variable: docker's Go template goes inside {% raw %}...{% endraw %}
     step('ansible-playbook ingot.metal.ssh -e name=demo-1 -e cmd="{% raw %}docker ps -a --format ...{% endraw %}"')
     out = verbs.run('ssh', 'demo-1', cmd='{% raw %}hostname; docker ps -a --format "{{.Image}} {{.Status}}"{% endraw %}')
-    lines = deploylib.task_messages(out, 'Output')
+    lines = deploy.task_messages(out, 'Output')
     print('   ' + '\n   '.join(lines))
     expect(lines[:1] == ['demo-1'], 'ssh with the pinned host key runs the command on demo-1')
 
@@ -170,7 +164,7 @@ def _story(lab_rack, work, step, expect, times):
 
 def _use(verbs, machine, expect):
     """Run a container on MACHINE over TLS, through its env lines and through its docker context."""
-    env = deploylib.env_file(os.path.join(verbs.store, machine, 'env'))
+    env = deploy.env_file(os.path.join(verbs.store, machine, 'env'))
     print('   eval "$(cat %s)"  ->  DOCKER_HOST=%s' % (os.path.join(verbs.store, machine, 'env'), env['DOCKER_HOST']))
     save = subprocess.Popen(['docker', 'save', IMAGE], stdout=subprocess.PIPE)
     verbs.docker(machine, 'load', stdin=save.stdout, timeout=300)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # ingot lab node firmware: PID 1 of a node container, acting as a server's PXE firmware would.
 #
-# The virtual BMC (lab/ingot_lab/docker_machine.py) writes the boot device of this boot into
+# The virtual BMC (lab/ingot_lab/container_machine.py) writes the boot device of this boot into
 # /nvram/boot ("pxe" or "disk") and the device of later (warm) boots into /nvram/next, then starts
 # this container and attaches its NIC (eth0, fixed MAC) from the host.
 #   pxe:  DHCP (busybox udhcpc, user class iPXE) -> the iPXE script for our MAC over HTTP (the same

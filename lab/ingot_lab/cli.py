@@ -260,7 +260,7 @@ def build_parser():
     p.add_argument('--rounds', type=int, default=3)
     p.set_defaults(func=cmd_bench)
 
-    node = groups.add_parser('node', help='the lab\'s nodes (Docker machines)')
+    node = groups.add_parser('node', help='the lab\'s nodes (containers behind virtual BMCs)')
     nsub = node.add_subparsers(dest='command', required=True)
     p = nsub.add_parser('console', help='the node\'s console output, every boot (the container\'s log)')
     p.add_argument('name')

@@ -397,14 +397,14 @@ class MemoryMachine(Machine):
         return list(self.spec.get('macs') or [derived_mac(self.name)])
 
 
-def _docker_machine(*args, **kwargs):
-    from ingot_lab.docker_machine import DockerMachine   # pylint: disable=import-outside-toplevel,cyclic-import
-    return DockerMachine(*args, **kwargs)
+def _container_machine(*args, **kwargs):
+    from ingot_lab.container_machine import ContainerMachine   # pylint: disable=import-outside-toplevel,cyclic-import
+    return ContainerMachine(*args, **kwargs)
 
 
 #: Machine types a lab configuration can name (``machine.type``): ``docker`` is a node container
-#: (``ingot_lab.docker_machine``).
-MACHINE_TYPES = {'memory': MemoryMachine, 'docker': _docker_machine}
+#: (``ingot_lab.container_machine``).
+MACHINE_TYPES = {'memory': MemoryMachine, 'docker': _container_machine}
 
 
 def create_machine(name, spec, state_dir, readonly=False):

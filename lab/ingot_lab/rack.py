@@ -3,9 +3,9 @@
 ``up`` (each step printed with its time; every host change is recorded in ``STATE/rack.json``
 *before* it is made, so ``down`` undoes exactly that, even after a failed ``up``):
 
-1. the Docker engine: ``tests/docker/ensure-docker`` with its state in ``STATE/docker`` (a daemon
+1. the Docker engine: ``lab/docker/ensure-docker`` with its state in ``STATE/docker`` (a daemon
    that already answers is left alone);
-2. images, cached: ``tests/images/build-image debian-systemd`` and the firmware (``lab/firmware``);
+2. images, cached: ``lab/images/build-image debian-systemd`` and the firmware (``lab/firmware``);
 3. the lab bridge (``ingotlab0``, 10.252.0.0/24, the host at .1 so that tests reach the API) and
    the ``DOCKER-USER`` accept rule for frames bridged on it (dockerd sets the FORWARD policy to DROP,
    and with br_netfilter on, frames bridged on the lab bridge go through FORWARD: DHCP was dropped);
@@ -21,7 +21,7 @@
 
 ``down`` stops the vBMC servers, removes the node containers, the provisioner container, the veths,
 the accept rule and the bridge, the vBMC configuration and node disks, and runs
-``tests/docker/teardown-docker`` on the state ``up`` recorded (which stops dockerd only if ``up``
+``lab/docker/teardown-docker`` on the state ``up`` recorded (which stops dockerd only if ``up``
 started it, and restores what dockerd changed).
 """
 
@@ -29,13 +29,12 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 
 from ingot_lab import manage
 from ingot_lab import server
-from ingot_lab.docker_machine import (BASE_IMAGE, DIR_LABEL, LABEL, DockerMachine, cgroup_binds,
-                                      ensure_firmware_image, prune_images)
+from ingot_lab.container_machine import (BASE_IMAGE, DIR_LABEL, LABEL, ContainerMachine, cgroup_binds,
+                                         ensure_firmware_image, prune_images)
 from ingot_lab.machines import create_machine
 from ingot_lab.state import Lab, LabError, write_file_atomic
 
@@ -119,12 +118,12 @@ def _docker_env(lab):
 @_step('Docker engine')
 def _ensure_docker(lab, record):
     record.add('docker', state_dir=docker_state_dir(lab))
-    _run([os.path.join(REPO, 'tests', 'docker', 'ensure-docker')], env=_docker_env(lab))
+    _run([os.path.join(REPO, 'lab', 'docker', 'ensure-docker')], env=_docker_env(lab))
 
 
 @_step('images (cached)')
 def _images():
-    _run([os.path.join(REPO, 'tests', 'images', 'build-image'), 'debian-systemd'])
+    _run([os.path.join(REPO, 'lab', 'images', 'build-image'), 'debian-systemd'])
     return ensure_firmware_image(BASE_IMAGE, log=lambda m: _say('  ' + m))
 
 
@@ -244,8 +243,7 @@ def _provisioner(lab, record, token, deploy_timeout):
         _run(['nsenter', '-t', pid, '-n', 'ip', 'link', 'set', 'eth1', 'up'])
     _run(['docker', 'exec', PROVISIONER, 'systemctl', 'is-system-running', '--wait'], check=False, quiet=True)
     _say('  applying roles/provisioner (ansible-runner)')
-    sys.path.insert(0, os.path.join(REPO, 'tests'))
-    from ingot_testlib import run_playbook   # pylint: disable=import-outside-toplevel
+    from ingot_lab.runner import run_playbook   # pylint: disable=import-outside-toplevel
     play = [{
         'name': 'The lab provisioner host', 'hosts': 'provisioner', 'gather_facts': True,
         'vars': {
@@ -337,7 +335,7 @@ def down(lab):
     config = lab.load()
     for name, entry in config['bmcs'].items():
         vm = create_machine(name, entry.get('machine'), lab.dir)
-        if isinstance(vm, DockerMachine):
+        if isinstance(vm, ContainerMachine):
             vm.destroy()
     for entry in reversed(changes):
         kind = entry['kind']
@@ -366,7 +364,7 @@ def down(lab):
                 _run(['ip', 'link', 'del', entry['name']])
             _say('removed bridge %s' % entry['name'])
         elif kind == 'docker':
-            proc = _run([os.path.join(REPO, 'tests', 'docker', 'teardown-docker')], env=_docker_env(lab),
+            proc = _run([os.path.join(REPO, 'lab', 'docker', 'teardown-docker')], env=_docker_env(lab),
                         check=False)
             if proc.returncode != 0:
                 _say('teardown-docker: %s' % proc.stderr.strip())

@@ -1,6 +1,6 @@
 """A fixture-friendly API over the lab, for the test suites and benchmarks of the collection.
 
-    import sys; sys.path.insert(0, '<collection root>/lab')
+    # lab/ on the path: pytest.ini's pythonpath for the suites, PYTHONPATH=lab for a script
     from ingot_lab.testing import start_lab
 
     @pytest.fixture(scope='module')

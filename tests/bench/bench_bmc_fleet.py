@@ -36,12 +36,8 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..'))
-sys.path.insert(0, os.path.join(HERE, '..', '..', 'lab'))
-
-from ingot_testlib import run_playbook  # noqa: E402
-from ingot_lab.testing import start_lab  # noqa: E402
+from ingot_lab.runner import run_playbook   # lab/ is on PYTHONPATH (make bench)
+from ingot_lab.testing import start_lab
 
 TARGETS = {'fleet': 40.0, 'per_host': 11.0}   # at least, x the baseline
 LATENCY_TARGET = 2.0                          # fleet_20ms / fleet, at most

@@ -46,16 +46,13 @@ import sys
 import tempfile
 import time
 
+import cpu_meter   # this script's folder
+from ingot_lab import deploy, node_image   # lab/ is on PYTHONPATH (make bench)
+from ingot_lab.deploy import Verbs, rack
+from ingot_lab.rack_client import Rack, wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'e2e'))
-sys.path.insert(0, HERE)
-
-import cpu_meter  # noqa: E402
-import deploylib  # noqa: E402
-import e2e_image  # noqa: E402
-from conftest import Rack  # noqa: E402
-from deploylib import Verbs, rack, wait_for  # noqa: E402
 
 ROUNDS = 5
 OWNER = 'bench'
@@ -86,12 +83,12 @@ def ready_nodes(lab_rack, names):
     ``discover`` and ``enroll`` make of them; the lab's BMC inventory names its hosts after them). A deploy or
     wipe still running (an interrupted run) is let end first; disks are not wiped: the next deploy writes over."""
     for name in names:
-        node = deploylib.node_by_mac(lab_rack, lab_rack.macs(name)[0])
+        node = deploy.node_by_mac(lab_rack, lab_rack.macs(name)[0])
         if node and node['state'] in ('deploying', 'releasing'):
             say('waiting for %s (%s) to end' % (name, node['state']))
             wait_for(lambda node=node: lab_rack.api('/api/v1/nodes/%s' % node['id'])['state']
                      not in ('deploying', 'releasing'), 600, interval=1, what='%s to settle' % name)
-    deploylib.power_off(lab_rack, names)
+    deploy.power_off(lab_rack, names)
     for name in names:
         macs = set(m.lower() for m in lab_rack.macs(name))
         for node in lab_rack.api('/api/v1/nodes')['items']:
@@ -138,19 +135,19 @@ def tar_baseline(image_path, under):
 
 def agent_deploy(lab_rack, name, image, pubkey, workdir):
     """Deploy IMAGE on lab node NAME (wiped first, untimed, when it is deployed); the agent's write seconds."""
-    node = deploylib.node_by_mac(lab_rack, lab_rack.macs(name)[0])
+    node = deploy.node_by_mac(lab_rack, lab_rack.macs(name)[0])
     if node['state'] == 'deployed':
         lab_rack.api('/api/v1/nodes/%s/release' % node['id'], 'POST', {'wipe': True})
-        deploylib.pxe_cycle_fleet(lab_rack, [name], workdir=workdir + '-wipe')
-        deploylib.wait_state(lab_rack, name, node, 'ready', 300)
+        deploy.pxe_cycle_fleet(lab_rack, [name], workdir=workdir + '-wipe')
+        deploy.wait_state(lab_rack, name, node, 'ready', 300)
         # the node is ready as soon as the agent reported; its firmware then reboots (to the disk, now empty):
         # switch it off first, or a boot override set now could be consumed by that reboot, as on a real server
-        deploylib.fleet(lab_rack, [name], deploylib.POWER_OFF, workdir=workdir + '-off')
-    node = deploylib.allocate(lab_rack, name, owner=OWNER)
-    deploylib.deploy(lab_rack, node, image, pubkey, 'bench-%s' % name, 'bench')
-    deploylib.pxe_on_fleet(lab_rack, [name], workdir=workdir + '-deploy')
-    deploylib.wait_state(lab_rack, name, node, 'deployed', 300)
-    return deploylib.agent_write_seconds(lab_rack, node['id'])
+        deploy.fleet(lab_rack, [name], deploy.POWER_OFF, workdir=workdir + '-off')
+    node = deploy.allocate(lab_rack, name, owner=OWNER)
+    deploy.deploy(lab_rack, node, image, pubkey, 'bench-%s' % name, 'bench')
+    deploy.pxe_on_fleet(lab_rack, [name], workdir=workdir + '-deploy')
+    deploy.wait_state(lab_rack, name, node, 'deployed', 300)
+    return deploy.agent_write_seconds(lab_rack, node['id'])
 
 
 def median(values):
@@ -189,8 +186,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
             rack.up(lab_rack.lab, args.many, deploy_timeout=600)
             say('lab up: %.1f s' % (time.monotonic() - start))
         start = time.monotonic()
-        built = e2e_image.build(progress=False, docker=True)
-        image = deploylib.install_image(lab_rack, built)
+        built = node_image.build(progress=False, docker=True)
+        image = deploy.install_image(lab_rack, built)
         say('image %s: %d bytes (%s), built this run: %s; image ready in %.1f s'
             % (image['name'], image['size'], image['format'], built['built'], time.monotonic() - start))
         names = sorted(lab_rack.config)[:args.many]
@@ -218,7 +215,7 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                 ready_nodes(lab_rack, names)
 
         # agent against plain tar, side by side (see the docstring)
-        pubkey = deploylib.ssh_keypair(scratch)[1]
+        pubkey = deploy.ssh_keypair(scratch)[1]
         disks = os.path.dirname(lab_rack.machine(names[0]).disk)
         if not args.short:
             agent_deploy(lab_rack, names[0], image['name'], pubkey, os.path.join(scratch, 'run-first'))
@@ -233,7 +230,7 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
             say('agent/tar round %d: agent %s s, tar+sync %.1f s%s'
                 % (i + 1, agents[-1] and '%.1f' % agents[-1], tars[-1][1],
                    ' -> %.2f' % (tars[-1][1] / agents[-1]) if agents[-1] else ''))
-        deploylib.power_off(lab_rack, names[:1])
+        deploy.power_off(lab_rack, names[:1])
         return report(args, arms, agents, tars, image, cores)
     finally:
         if meter:

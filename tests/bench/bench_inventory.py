@@ -26,7 +26,7 @@ when a target is missed.
 ``--short`` (what ``make test`` runs): 500 nodes, 5,000 for the scale arm, one round: proves every command runs
 and prints every ratio, without judging them.
 
-Run: ``python tests/bench/bench_inventory.py [--nodes 10000] [--rounds 5] [--scale-nodes 100000] [--short]``.
+Run: ``PYTHONPATH=lab:tests/integration python tests/bench/bench_inventory.py [--nodes 10000] [--rounds 5] [--scale-nodes 100000] [--short]``.
 Needs the service's dependencies in this interpreter or in ``INGOT_PROVISIONER_PYTHON`` (see
 tests/integration/provisioner_service.py).
 """
@@ -48,13 +48,10 @@ import time
 
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'tests'))
-sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+from ingot_lab.runner import ansible_env, unwrap_unsafe as unwrap   # lab/ and tests/integration are on
+from provisioner_service import PKG_DIR, Service, service_python    # PYTHONPATH (make bench)
 
-from ingot_testlib import ansible_env, unwrap_unsafe as unwrap  # noqa: E402
-from provisioner_service import PKG_DIR, Service, service_python  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 BIN = os.path.dirname(sys.executable)
 

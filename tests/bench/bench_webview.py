@@ -16,7 +16,7 @@ served by the same real provisioner (uvicorn, SQLite) in one run.
 
 ``--short`` (``make bench-short``): 1,000 nodes, one round: proves both run and prints the ratio, not judged.
 
-Run: ``python tests/bench/bench_webview.py [--nodes 10000] [--rounds 7] [--short]``.
+Run: ``PYTHONPATH=tests/provisioner python tests/bench/bench_webview.py [--nodes 10000] [--rounds 7] [--short]``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import tempfile
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "provisioner"))
+from ingot_provtest import ADMIN_TOKEN, Server   # tests/provisioner is on PYTHONPATH (make bench)
 
-from ingot_provtest import ADMIN_TOKEN, Server  # noqa: E402  pylint: disable=wrong-import-position
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 TARGET = 2.0
 STATES = ["ready", "ready", "ready", "deployed", "deployed", "allocated", "discovered"]

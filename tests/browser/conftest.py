@@ -2,15 +2,11 @@
 Chromium (Debian's ``chromium`` and ``chromium-driver``, bindep.txt) driven by Selenium; nothing is downloaded."""
 
 import os
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "provisioner"))
-
-from ingot_provtest import Server  # noqa: E402  pylint: disable=wrong-import-position
-from ingot_viewtest import VIEW_TOKEN, add_image  # noqa: E402  pylint: disable=wrong-import-position
+from ingot_provtest import Server
+from ingot_viewtest import VIEW_TOKEN, add_image
 
 CHROMIUM = os.environ.get("INGOT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("INGOT_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -1,5 +1,5 @@
 """Deploy end to end with the real node image of roles/os_image (built through ansible-runner, cached
-by e2e_image.py, registered in the lab provisioner by the role): the provisioner API allocates and
+by node_image.py, registered in the lab provisioner by the role): the provisioner API allocates and
 deploys, ingot.metal.bmc_boot / bmc_power PXE-boot the node, the deploy agent lands the image with its
 checksum verified, the node boots from disk, cloud-init applies the seed, and ssh with the host key
 pinned from the registry answers.  Then the wipe on release, and a node powered off in the middle of a
@@ -16,15 +16,13 @@ import urllib.request
 import pytest
 
 from conftest import DEPLOY_TIMEOUT
-
-import deploylib
-import e2e_image
-from deploylib import wait_for
+from ingot_lab import deploy, node_image
+from ingot_lab.rack_client import wait_for
 
 
 def _mirror_reachable():
     try:
-        with urllib.request.urlopen(e2e_image.MIRROR.rstrip('/') + '/dists/bookworm/Release', timeout=10):
+        with urllib.request.urlopen(node_image.MIRROR.rstrip('/') + '/dists/bookworm/Release', timeout=10):
             return True
     except OSError:
         return False
@@ -32,12 +30,12 @@ def _mirror_reachable():
 
 @pytest.fixture(scope='session')
 def os_image():
-    """roles/os_image's image (built once, cached across runs in e2e_image.CACHE)."""
+    """roles/os_image's image (built once, cached across runs in node_image.CACHE)."""
     if os.geteuid() != 0:
         pytest.skip('roles/os_image needs root')
     if not _mirror_reachable():
-        pytest.skip('the Debian mirror %s is unreachable: roles/os_image cannot build' % e2e_image.MIRROR)
-    result = e2e_image.build()
+        pytest.skip('the Debian mirror %s is unreachable: roles/os_image cannot build' % node_image.MIRROR)
+    result = node_image.build()
     print('roles/os_image: %s (%d bytes), built=%s, %.1f s'
           % (result['path'], result['size'], result['built'], result['seconds']))
     return result
@@ -45,7 +43,7 @@ def os_image():
 
 @pytest.fixture(scope='session')
 def lab_image(lab_rack, os_image):
-    result = deploylib.install_image(lab_rack, os_image)
+    result = deploy.install_image(lab_rack, os_image)
     image = lab_rack.api('/api/v1/images/%s' % result['name'])
     assert image['sha256'] == os_image['sha256']
     return image
@@ -58,7 +56,7 @@ def ssh_dir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def ssh_key(ssh_dir):
-    return deploylib.ssh_keypair(ssh_dir)
+    return deploy.ssh_keypair(ssh_dir)
 
 
 def _state(lab_rack, node):
@@ -77,14 +75,14 @@ def deployed(lab_rack, lab_image, ssh_key, ssh_dir):
     name = sorted(lab_rack.config)[-1]
     key, pubkey = ssh_key
     hostname = 'e2e-%s' % name
-    node = deploylib.allocate(lab_rack, name)
-    node = deploylib.deploy(lab_rack, node, lab_image['name'], pubkey, hostname, 'deployed-by-e2e')
+    node = deploy.allocate(lab_rack, name)
+    node = deploy.deploy(lab_rack, node, lab_image['name'], pubkey, hostname, 'deployed-by-e2e')
     assert node['state'] == 'deploying' and node['ssh_host_keys'].get('ed25519', '').startswith('ssh-ed25519 ')
     start = time.monotonic()
-    deploylib.pxe_on(lab_rack, [name])
-    deploylib.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
+    deploy.pxe_on(lab_rack, [name])
+    deploy.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
     seconds = time.monotonic() - start
-    ip, proc = deploylib.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
+    ip, proc = deploy.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
     return {'node': node, 'name': name, 'hostname': hostname, 'ip': ip, 'hostname_over_ssh': proc.stdout.strip(),
             'deployed_s': seconds, 'ssh_s': time.monotonic() - start}
 
@@ -100,8 +98,8 @@ def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_i
     assert "sha256 %s verified" % lab_image['sha256'] in console
 
     assert deployed['hostname_over_ssh'] == hostname
-    status = deploylib.ssh(ip, key, os.path.join(ssh_dir, 'known_hosts.%s' % name), 'cloud-init status --wait',
-                           timeout=120)
+    status = deploy.ssh(ip, key, os.path.join(ssh_dir, 'known_hosts.%s' % name), 'cloud-init status --wait',
+                        timeout=120)
     assert status.returncode == 0 and 'status: done' in status.stdout, (status.stdout, status.stderr)
     print('deploy of %s (%d bytes): power on to deployed %.1f s, to ssh answering %.1f s'
           % (lab_image['name'], lab_image.get('size') or 0, deployed['deployed_s'], deployed['ssh_s']))
@@ -110,8 +108,8 @@ def test_deploy_real_image_boots_and_ssh_answers_with_pinned_key(lab_rack, lab_i
     wrong = os.path.join(ssh_dir, 'known_hosts.wrong')
     other = lab_rack.api('/api/v1/nodes/%s' % node['id'])
     other['ssh_host_keys'] = {'ed25519': _read(key + '.pub').split(' e2e@')[0]}
-    deploylib.known_hosts(wrong, other, ip)
-    refused = deploylib.ssh(ip, key, wrong, 'true')
+    deploy.known_hosts(wrong, other, ip)
+    refused = deploy.ssh(ip, key, wrong, 'true')
     assert refused.returncode != 0 and 'verification failed' in refused.stderr, refused.stderr
 
     # the node's disk
@@ -137,8 +135,8 @@ def test_release_wipes_the_disk_and_node_is_ready(lab_rack, deployed):
     node = lab_rack.api('/api/v1/nodes/%s/release' % node['id'], 'POST', {'wipe': True})
     assert node['state'] == 'releasing'
     start = time.monotonic()
-    deploylib.pxe_cycle(lab_rack, [name])       # the node is on (its OS booted): cycle into PXE
-    deploylib.wait_state(lab_rack, name, node, 'ready', DEPLOY_TIMEOUT + 30)
+    deploy.pxe_cycle(lab_rack, [name])       # the node is on (its OS booted): cycle into PXE
+    deploy.wait_state(lab_rack, name, node, 'ready', DEPLOY_TIMEOUT + 30)
     print('wipe: %.1f s' % (time.monotonic() - start))
     assert 'mode wipe' in lab_rack.console(name) or 'ingot.mode=wipe' in lab_rack.console(name)
     left = [f for f in written if os.path.lexists(os.path.join(vm.disk, f))]
@@ -148,25 +146,25 @@ def test_release_wipes_the_disk_and_node_is_ready(lab_rack, deployed):
     assert record['state'] == 'ready' and not record['owner'] and not record['ssh_host_keys']
     # after the wipe the firmware boots the (now empty) disk: no OS, halted with power on
     wait_for(lambda: 'no bootable OS on disk' in lab_rack.console(name), 60, what='the empty disk boot')
-    deploylib.power_off(lab_rack, [name])
+    deploy.power_off(lab_rack, [name])
 
 
 def test_power_off_mid_deploy_times_out_then_retry_works(lab_rack, lab_image, ssh_key, ssh_dir):
     name = sorted(lab_rack.config)[0]
     key, pubkey = ssh_key
     vm = lab_rack.machine(name)
-    node = deploylib.allocate(lab_rack, name)
-    node = deploylib.deploy(lab_rack, node, lab_image['name'], pubkey, 'e2e-%s' % name, 'first-try')
-    deploylib.pxe_on(lab_rack, [name])
+    node = deploy.allocate(lab_rack, name)
+    node = deploy.deploy(lab_rack, node, lab_image['name'], pubkey, 'e2e-%s' % name, 'first-try')
+    deploy.pxe_on(lab_rack, [name])
     # the agent is writing the image: then pull the plug through the BMC
     wait_for(lambda: any('deploying image' in e['message'] or 'writing image' in e['message']
                          for e in lab_rack.api('/api/v1/nodes/%s/events' % node['id'])['items']),
              60, interval=0.2, what='the agent to start writing')
-    deploylib.power_off(lab_rack, [name])
+    deploy.power_off(lab_rack, [name])
     assert not vm.running()
     off = time.monotonic()
     assert _state(lab_rack, node) == 'deploying'
-    deploylib.wait_state(lab_rack, name, node, 'deploy_failed', DEPLOY_TIMEOUT + 30)
+    deploy.wait_state(lab_rack, name, node, 'deploy_failed', DEPLOY_TIMEOUT + 30)
     print('deploy_failed %.1f s after the power off (deploy timeout %d s)' % (time.monotonic() - off,
                                                                               DEPLOY_TIMEOUT))
     record = lab_rack.api('/api/v1/nodes/%s' % node['id'])
@@ -176,14 +174,14 @@ def test_power_off_mid_deploy_times_out_then_retry_works(lab_rack, lab_image, ss
     assert not os.path.exists(os.path.join(vm.disk, 'root', 'e2e-marker'))
 
     # retry: the same node, the same image
-    node = deploylib.deploy(lab_rack, node, lab_image['name'], pubkey, 'e2e-%s' % name, 'second-try')
+    node = deploy.deploy(lab_rack, node, lab_image['name'], pubkey, 'e2e-%s' % name, 'second-try')
     start = time.monotonic()
-    deploylib.pxe_on(lab_rack, [name])
-    deploylib.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
-    ip, proc = deploylib.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
+    deploy.pxe_on(lab_rack, [name])
+    deploy.wait_state(lab_rack, name, node, 'deployed', DEPLOY_TIMEOUT + 30)
+    ip, proc = deploy.wait_ssh(lab_rack, name, node, key, ssh_dir, timeout=120, command='hostname')
     print('retry: power on to ssh answering %.1f s' % (time.monotonic() - start))
     assert proc.stdout.strip() == 'e2e-%s' % name
     assert not os.path.exists(os.path.join(vm.disk, '.ingot-staging'))
     wait_for(lambda: os.path.exists(os.path.join(vm.disk, 'root', 'e2e-marker')), 60, what='cloud-init write_files')
     assert _read(os.path.join(vm.disk, 'root', 'e2e-marker')).strip() == 'second-try'
-    deploylib.power_off(lab_rack, [name])
+    deploy.power_off(lab_rack, [name])

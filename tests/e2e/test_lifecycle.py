@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-import deploylib
-import e2e_image
-from deploylib import Verbs
+from ingot_lab import deploy, node_image
+from ingot_lab.deploy import Verbs
 
 OWNER = 'e2e'
 POOL = 'lab'
@@ -62,15 +61,15 @@ def lab_nodes(lab_rack):
         for node in lab_rack.api('/api/v1/nodes')['items']:
             if set(node['macs']) & {m.lower() for m in lab_rack.macs(name)}:
                 lab_rack.api('/api/v1/nodes/%s?force=true' % node['id'], 'DELETE')
-    deploylib.power_off(lab_rack, names)
+    deploy.power_off(lab_rack, names)
     return names
 
 
 @pytest.fixture(scope='module')
 def verbs(lab_rack, lab_nodes, tmp_path_factory):
-    built = e2e_image.build(docker=True)
-    image = deploylib.install_image(lab_rack, built)
-    assert image['name'] == e2e_image.DOCKER_NAME
+    built = node_image.build(docker=True)
+    image = deploy.install_image(lab_rack, built)
+    assert image['name'] == node_image.DOCKER_NAME
     work = str(tmp_path_factory.mktemp('lifecycle'))
     return Verbs(lab_rack, work, OWNER)
 
@@ -106,7 +105,7 @@ def test_create_two_machines_and_use_them_over_tls(verbs, lab_nodes, lab_rack):
         for fname in ('key.pem', 'id_ed25519'):
             assert os.stat(os.path.join(folder, fname)).st_mode & 0o077 == 0, fname
         # the env lines the playbook printed are the env file's
-        printed = deploylib.task_messages(result, 'Env lines')
+        printed = deploy.task_messages(result, 'Env lines')
         assert 'export DOCKER_HOST="tcp://%s:2376"' % node['ip_address'] in printed, printed
         with open(os.path.join(folder, 'env')) as handle:
             assert all(line in printed for line in handle.read().splitlines())
@@ -128,9 +127,9 @@ def test_create_two_machines_and_use_them_over_tls(verbs, lab_nodes, lab_rack):
         assert tls_handshake(ip, 2376, None, ca).startswith('error'), 'dockerd answered a client without certificate'
         assert not _port_open(ip, 2375), 'something listens on 2375 on %s' % machine
         # the host's own files, and the pinned host key in use
-        proc = deploylib.ssh(ip, os.path.join(folder, 'id_ed25519'), os.path.join(folder, 'known_hosts'),
-                             'hostname; stat -c %a /etc/docker/tls/server-key.pem; '
-                             'systemctl is-enabled ingot-docker-prune.timer')
+        proc = deploy.ssh(ip, os.path.join(folder, 'id_ed25519'), os.path.join(folder, 'known_hosts'),
+                          'hostname; stat -c %a /etc/docker/tls/server-key.pem; '
+                          'systemctl is-enabled ingot-docker-prune.timer')
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == [machine, '600', 'enabled'], proc.stdout
 
@@ -148,17 +147,17 @@ def test_create_two_machines_and_use_them_over_tls(verbs, lab_nodes, lab_rack):
 def test_ls_env_ssh_ip_url_config(verbs, lab_rack):
     node = verbs.node('e2e-b1')
     listing = verbs.run('ls', 'all')
-    table = '\n'.join(deploylib.task_messages(listing, 'Machines'))
+    table = '\n'.join(deploy.task_messages(listing, 'Machines'))
     for machine in ('e2e-b1', 'e2e-b2'):
         assert machine in table
     assert 'tcp://%s:2376' % node['ip_address'] in table and 'deployed' in table
     assert _changed(listing) == 0
 
     out = verbs.run('ssh', 'e2e-b1', cmd='cat /etc/hostname')
-    assert deploylib.task_messages(out, 'Output') == ['e2e-b1']
+    assert deploy.task_messages(out, 'Output') == ['e2e-b1']
     # braces (docker's Go templates) pass through inside {% raw %}; without it, a message says so and nothing runs
     out = verbs.run('ssh', 'e2e-b1', cmd='{% raw %}docker info --format "{{.Name}}"{% endraw %}')
-    assert deploylib.task_messages(out, 'Output') == ['e2e-b1']
+    assert deploy.task_messages(out, 'Output') == ['e2e-b1']
     bare = verbs.run('ssh', 'e2e-b1', cmd='docker info --format "{{.Name}}"', expect_ok=False)
     assert bare.rc != 0 and 'Nothing was run' in bare.stdout and '{% raw %}' in bare.stdout, bare.stdout[-2000:]
     assert not [r for r in bare.results if r.task == 'Run cmd'], 'the command ran though cmd= could not be read'
@@ -255,7 +254,7 @@ def test_failures_name_the_machine_and_a_second_run_finishes(verbs, lab_rack, la
     node = verbs.node('e2e-f1')
     assert node is not None and node['state'] == 'deploying', node   # allocated, its deploy waiting for its boot
     assert node['name'] in bad_password.stdout and 'e2e-f1' in bad_password.stdout, bad_password.stdout[-3000:]
-    report = '\n'.join(deploylib.task_messages(bad_password, 'Report the machines whose nodes could not be PXE-booted'))
+    report = '\n'.join(deploy.task_messages(bad_password, 'Report the machines whose nodes could not be PXE-booted'))
     assert 'machine e2e-f1 (node %s)' % node['name'] in report and 'credentials' in report, report
     assert 'run create again' in report, report
     assert 'not-the-password' not in bad_password.stdout
@@ -272,10 +271,10 @@ def test_failures_name_the_machine_and_a_second_run_finishes(verbs, lab_rack, la
     finally:
         subprocess.run(['docker', 'unpause', container], check=True, capture_output=True, timeout=60)
     assert stopped.rc != 0
-    report = '\n'.join(deploylib.task_messages(stopped, 'Report the machines whose deploy failed'))
+    report = '\n'.join(deploy.task_messages(stopped, 'Report the machines whose deploy failed'))
     assert 'Machine e2e-f1 (node %s)' % node['name'] in report and 'create again' in report, report
     assert verbs.node('e2e-f1')['state'] == 'deploying'
-    deploylib.power_off(lab_rack, [node['name']])   # the operator resets the hung node
+    deploy.power_off(lab_rack, [node['name']])   # the operator resets the hung node
 
     # run again and kill the controller 10 s in (ansible-runner ends the ansible-playbook process, as a
     # Ctrl-C or a dead controller would): whatever step it was in, the next run finishes the machine
@@ -289,7 +288,7 @@ def test_failures_name_the_machine_and_a_second_run_finishes(verbs, lab_rack, la
     # that the next run retries the deploy, and the next run must finish it
     final = verbs.run('create', 'e2e-f1', expect_ok=False)
     if final.rc != 0:
-        report = '\n'.join(deploylib.task_messages(final, 'Report the machines whose deploy failed'))
+        report = '\n'.join(deploy.task_messages(final, 'Report the machines whose deploy failed'))
         assert 'deploy timed out' in report and 'run create again' in report, final.stdout[-3000:]
         verbs.run('create', 'e2e-f1')
     done = verbs.node('e2e-f1')
@@ -297,7 +296,7 @@ def test_failures_name_the_machine_and_a_second_run_finishes(verbs, lab_rack, la
     assert verbs.docker('e2e-f1', 'info', '--format', '{{.Name}}').stdout.decode().strip() == 'e2e-f1'
 
     # an image whose checksum is not its file's: the agent refuses to write it
-    good = [i for i in lab_rack.api('/api/v1/images')['items'] if i['name'] == e2e_image.DOCKER_NAME][0]
+    good = [i for i in lab_rack.api('/api/v1/images')['items'] if i['name'] == node_image.DOCKER_NAME][0]
     lab_rack.api('/api/v1/images', 'POST', {'name': 'e2e-bad-checksum', 'url': good['url'], 'sha256': '0' * 64,
                                             'format': good['format']})
     try:
@@ -305,7 +304,7 @@ def test_failures_name_the_machine_and_a_second_run_finishes(verbs, lab_rack, la
         assert bad_image.rc != 0
         failed = verbs.node('e2e-f2')
         assert failed is not None and failed['state'] == 'deploy_failed', failed
-        report = '\n'.join(deploylib.task_messages(bad_image, 'Report the machines whose deploy failed'))
+        report = '\n'.join(deploy.task_messages(bad_image, 'Report the machines whose deploy failed'))
         assert 'Machine e2e-f2 (node %s)' % failed['name'] in report and 'sha256' in report.lower(), report
         # a failed machine is given back like any other
         verbs.run('rm', 'e2e-f1,e2e-f2')

@@ -12,12 +12,10 @@ import time
 import pytest
 
 from ingot_lab import rack
-
-from ingot_lab.docker_machine import BASE_IMAGE, DIR_LABEL, LABEL
+from ingot_lab.container_machine import BASE_IMAGE, DIR_LABEL, LABEL
+from ingot_lab.rack_client import host_snapshot, wait_for
+from ingot_lab.runner import ansible_env, unwrap_unsafe
 from ingot_lab.state import Lab, LabError
-
-from conftest import host_snapshot, wait_for
-from ingot_testlib import ansible_env, unwrap_unsafe
 
 
 def test_ipmitool_pxe_boot_and_power(lab_rack):

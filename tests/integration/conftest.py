@@ -15,13 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'lab'))
+from ingot_lab.runner import collections_path
 
-from ingot_testlib import REPO, collections_path  # noqa: E402
-
-collections_path()
-sys.path.insert(0, os.path.join(REPO, '.build'))
+collections_path()   # .build/ansible_collections/ingot/metal -> this checkout (pytest.ini puts .build on sys.path)
 
 BIN = os.path.dirname(sys.executable)
 

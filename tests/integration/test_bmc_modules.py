@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ingot_testlib import REPO, run_playbook
+from ingot_lab.runner import REPO, run_playbook
 from ingot_lab.testing import free_udp_ports, start_lab
 
 pytestmark = pytest.mark.timeout(600)
@@ -319,9 +319,6 @@ def test_verb_playbooks(vlab, take, tmp_path):
 # ------------------------------------------- boot read-back, numbers, one session per BMC, graceful off, state=status (virtual BMC)
 def _collection():
     """The collection's BMC layer, imported from this checkout (for the tests that drive it directly)."""
-    from ingot_testlib import collections_path
-    if collections_path() not in sys.path:
-        sys.path.insert(0, collections_path())
     from ansible_collections.ingot.metal.plugins.module_utils import bmc, bmc_actions
     return bmc, bmc_actions
 

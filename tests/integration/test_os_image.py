@@ -15,7 +15,7 @@ A package change is not built to the end here (apt again, minutes): check mode s
 rebuilds the rootfs layer on the cached bootstrap, and the failing-apt test starts that path.
 
 Skipped only when this machine cannot build at all (not root, or debootstrap's mirror unreachable);
-the boot test also needs Docker (tests/docker/ensure-docker). INGOT_OS_IMAGE_MIRROR overrides the
+the boot test also needs Docker (lab/docker/ensure-docker). INGOT_OS_IMAGE_MIRROR overrides the
 mirror, INGOT_OS_IMAGE_KEEP=1 keeps the work directory.
 """
 
@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -34,16 +33,14 @@ import urllib.request
 import pytest
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from ingot_testlib import REPO, run_playbook  # noqa: E402
+from ingot_lab.runner import REPO, run_playbook
 
 pytestmark = pytest.mark.timeout(2400)
 
 LOCAL = {'all': {'hosts': {'localhost': {'ansible_connection': 'local'}}}}
 MIRROR = os.environ.get('INGOT_OS_IMAGE_MIRROR', 'http://deb.debian.org/debian')
-ENSURE = os.path.join(REPO, 'tests', 'docker', 'ensure-docker')
-TEARDOWN = os.path.join(REPO, 'tests', 'docker', 'teardown-docker')
+ENSURE = os.path.join(REPO, 'lab', 'docker', 'ensure-docker')
+TEARDOWN = os.path.join(REPO, 'lab', 'docker', 'teardown-docker')
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJw8vJmKq2mK1Wq3n9s0x6u0mP5o2f0aWc4bq2d7kqj3 ci@os-image-test'
 TIMES = {}
 
@@ -341,7 +338,7 @@ def test_failed_build_unmounts_the_chroot_and_keeps_the_previous_image(ws, first
 def docker_engine():
     r = subprocess.run([ENSURE], capture_output=True, text=True, timeout=900, check=False)
     if r.returncode != 0:
-        pytest.skip('Docker cannot run here: tests/docker/ensure-docker failed:\n%s%s' % (r.stdout, r.stderr[-3000:]))
+        pytest.skip('Docker cannot run here: lab/docker/ensure-docker failed:\n%s%s' % (r.stdout, r.stderr[-3000:]))
     started_here = 'nothing changed' not in r.stdout
     try:
         yield

@@ -13,10 +13,8 @@ import sys
 import pytest
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from ingot_testlib import ansible_env, run_playbook, unwrap_unsafe as unwrap  # noqa: E402
-from provisioner_service import Agent, Service  # noqa: E402
+from ingot_lab.runner import ansible_env, run_playbook, unwrap_unsafe as unwrap
+from provisioner_service import Agent, Service
 
 BIN = os.path.dirname(sys.executable)
 SHA = '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
@@ -174,8 +172,6 @@ def test_cached_inventory_is_served_without_the_service(tmp_path):
 
 def test_live_power_from_the_lab_bmcs(tmp_path):
     """bmc_power: the power state read over real IPMI from the lab's virtual BMCs, concurrently, best effort."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                    'lab'))
     from ingot_lab.testing import free_udp_ports, start_lab
 
     password = 'lab-Pw-7731'

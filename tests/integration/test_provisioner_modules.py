@@ -8,16 +8,12 @@ Deploys and wipes are driven from the node side by :class:`Agent` over the real 
 with its one-time token, manifest, reports).
 """
 
-import os
-import sys
 import threading
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from ingot_testlib import run_playbook  # noqa: E402
-from provisioner_service import Agent, Service  # noqa: E402
+from ingot_lab.runner import run_playbook
+from provisioner_service import Agent, Service
 
 LOCAL = {'all': {'hosts': {'localhost': {'ansible_connection': 'local'}}}}
 SHA = '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'

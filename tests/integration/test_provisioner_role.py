@@ -7,8 +7,8 @@ The scenario itself (create, prepare, converge, idempotence, check, verify, clea
 the real ``molecule test`` in ``make molecule`` (hack/run-molecule); this test covers what that sequence
 does not: check mode on a new host, through ansible-runner with Molecule's inventory shape.
 
-Docker comes from tests/docker/ensure-docker (installed and started by hand when missing) and is put
-back as it was by tests/docker/teardown-docker; the image from tests/images/build-image (cached by
+Docker comes from lab/docker/ensure-docker (installed and started by hand when missing) and is put
+back as it was by lab/docker/teardown-docker; the image from lab/images/build-image (cached by
 content hash). The test is skipped only when Docker cannot run here.
 """
 
@@ -20,14 +20,14 @@ import time
 import pytest
 import yaml
 
-from ingot_testlib import REPO, run_playbook
+from ingot_lab.runner import REPO, run_playbook
 
 pytestmark = pytest.mark.timeout(2400)
 
 SCENARIO = os.path.join(REPO, 'roles', 'provisioner', 'molecule', 'default')
-ENSURE = os.path.join(REPO, 'tests', 'docker', 'ensure-docker')
-TEARDOWN = os.path.join(REPO, 'tests', 'docker', 'teardown-docker')
-BUILD_IMAGE = os.path.join(REPO, 'tests', 'images', 'build-image')
+ENSURE = os.path.join(REPO, 'lab', 'docker', 'ensure-docker')
+TEARDOWN = os.path.join(REPO, 'lab', 'docker', 'teardown-docker')
+BUILD_IMAGE = os.path.join(REPO, 'lab', 'images', 'build-image')
 
 
 def _say(msg):
@@ -44,7 +44,7 @@ def docker_engine():
     start = time.monotonic()
     r = subprocess.run([ENSURE], capture_output=True, text=True, timeout=900, check=False)
     if r.returncode != 0:
-        pytest.skip('Docker cannot run here: tests/docker/ensure-docker failed:\n%s%s' % (r.stdout, r.stderr[-3000:]))
+        pytest.skip('Docker cannot run here: lab/docker/ensure-docker failed:\n%s%s' % (r.stdout, r.stderr[-3000:]))
     _say('%s (%.0f s)' % (r.stdout.strip(), time.monotonic() - start))
     started_here = 'nothing changed' not in r.stdout
     try:
@@ -59,7 +59,7 @@ def docker_engine():
 def systemd_image(docker_engine):
     start = time.monotonic()
     r = subprocess.run([BUILD_IMAGE, 'debian-systemd'], capture_output=True, text=True, timeout=1200, check=False)
-    assert r.returncode == 0, 'tests/images/build-image debian-systemd failed:\n%s%s' % (r.stdout, r.stderr[-4000:])
+    assert r.returncode == 0, 'lab/images/build-image debian-systemd failed:\n%s%s' % (r.stdout, r.stderr[-4000:])
     _say('%s (%.0f s)' % (r.stdout.strip(), time.monotonic() - start))
 
 

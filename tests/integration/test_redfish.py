@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from ingot_testlib import run_playbook
+from ingot_lab.runner import run_playbook
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -1,20 +1,13 @@
 """Fixtures for the lab's tests: real vBMC servers on loopback, real clients (ipmitool, pyghmi,
 community.general's modules, the lab's own RMCP+ client).  Nothing of the protocol is mocked."""
 
-import os
 import shutil
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB_DIR = os.path.join(ROOT, 'lab')
-if LAB_DIR not in sys.path:
-    sys.path.insert(0, LAB_DIR)
-
-from ingot_lab.testing import start_lab  # noqa: E402
-from lab_helpers import run_python  # noqa: E402
+from ingot_lab.testing import start_lab
+from lab_helpers import run_python
 
 PASSWORD = 'lab-Secret-42'
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ingot_lab import docker_machine
+from ingot_lab import container_machine
 
 
 class Engine:
@@ -36,8 +36,8 @@ class Engine:
 ])
 def test_power_state_from_the_container_list(monkeypatch, tmp_path, lines, expected):
     engine = Engine(lines)
-    monkeypatch.setattr(docker_machine, '_run', engine)
-    machine = docker_machine.DockerMachine('n001', str(tmp_path / 'machines' / 'n001.json'), {}, readonly=True)
+    monkeypatch.setattr(container_machine, '_run', engine)
+    machine = container_machine.ContainerMachine('n001', str(tmp_path / 'machines' / 'n001.json'), {}, readonly=True)
     assert machine.running() is expected
     assert machine.get_power_state() == ('on' if expected else 'off')
     assert ['docker', 'inspect'] not in engine.calls
@@ -45,7 +45,7 @@ def test_power_state_from_the_container_list(monkeypatch, tmp_path, lines, expec
 
 def test_falls_back_to_inspect_when_the_list_fails(monkeypatch, tmp_path):
     engine = Engine([], ps_rc=1, inspect_running=True)
-    monkeypatch.setattr(docker_machine, '_run', engine)
-    machine = docker_machine.DockerMachine('n001', str(tmp_path / 'machines' / 'n001.json'), {}, readonly=True)
+    monkeypatch.setattr(container_machine, '_run', engine)
+    machine = container_machine.ContainerMachine('n001', str(tmp_path / 'machines' / 'n001.json'), {}, readonly=True)
     assert machine.running() is True
     assert engine.calls == [['docker', 'ps'], ['docker', 'inspect']]

@@ -24,10 +24,7 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from ingot_provtest import AGENT, Server, http  # noqa: E402  pylint: disable=wrong-import-position
+from ingot_provtest import AGENT, Server, http   # this script's folder
 
 ROUNDS = 5
 TARGET = 0.80   # agent throughput / plain tar's, at least

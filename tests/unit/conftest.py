@@ -1,20 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Make ``ansible_collections.ingot.metal`` importable for the unit tests.
+"""Fixtures of the unit tests, and the check that ``ansible_collections.ingot.metal`` is this checkout.
 
-Two layouts are supported:
+The collection is importable in two layouts, neither set up here:
 
-* the repository checked out (or linked, as ``make collection`` does with
-  ``.build/ansible_collections/ingot/metal``) at a path ending in
-  ``ansible_collections/ingot/metal``, as ``ansible-test units`` runs it: the
-  directory above ``ansible_collections`` goes on ``sys.path``;
-* a plain checkout anywhere else: a session temporary directory gets
-  ``ansible_collections/ingot/metal`` as a symlink to the repository root, and
-  goes first on ``sys.path``. It is removed when the session ends.
+* ``make unit`` (hack/run-pytest): pytest.ini puts ``.build`` on ``sys.path``, where ``make collection``
+  links ``.build/ansible_collections/ingot/metal`` to the repository root;
+* ``ansible-test units``: the checkout itself is at ``.../ansible_collections/ingot/metal`` and ansible-test
+  puts the folder above ``ansible_collections`` on ``sys.path``.
 
-Either way the collection that gets imported must be this checkout; the
-session stops with a clear message otherwise.
+Either way the collection that gets imported must be this checkout; the session stops with a clear
+message otherwise.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,27 +20,11 @@ __metaclass__ = type
 
 import importlib.util
 import os
-import shutil
-import sys
-import tempfile
 
 import pytest
 
 _HERE = os.path.dirname(os.path.abspath(__file__))          # not resolved: keeps a symlinked layout
 REPO = os.path.dirname(os.path.dirname(_HERE))             # <repo>/tests/unit -> <repo>
-_TMP_ROOT = None
-
-
-def _collection_root():
-    parts = REPO.split(os.sep)
-    if parts[-3:] == ['ansible_collections', 'ingot', 'metal']:
-        return os.sep.join(parts[:-3]) or os.sep
-    global _TMP_ROOT
-    _TMP_ROOT = tempfile.mkdtemp(prefix='ingot-metal-unit-')
-    ns = os.path.join(_TMP_ROOT, 'ansible_collections', 'ingot')
-    os.makedirs(ns)
-    os.symlink(os.path.realpath(REPO), os.path.join(ns, 'metal'))
-    return _TMP_ROOT
 
 
 def _imported_from_here():
@@ -58,41 +39,13 @@ def _imported_from_here():
     return os.path.realpath(spec.origin) == want
 
 
-def _setup_path():
-    if _imported_from_here():
-        return  # ansible-test units, or a path already set up for this checkout
-    root = _collection_root()
-    if root in sys.path:
-        sys.path.remove(root)
-    sys.path.insert(0, root)
-    # A collection of the same name imported earlier from elsewhere would shadow this checkout.
-    for mod in list(sys.modules):
-        if (mod == 'ansible_collections.ingot' or mod.startswith('ansible_collections.ingot.')) and mod != __name__:
-            del sys.modules[mod]
-    if not _imported_from_here():
-        raise pytest.UsageError('ansible_collections.ingot.metal cannot be imported from this checkout (%s); '
-                                'remove the other copy from sys.path' % REPO)
-
-
-def _cleanup():
-    global _TMP_ROOT
-    if _TMP_ROOT is None:
-        return
-    link = os.path.join(_TMP_ROOT, 'ansible_collections', 'ingot', 'metal')
-    if os.path.islink(link):
-        os.unlink(link)  # the link first: never walk into the repository
-    shutil.rmtree(_TMP_ROOT, ignore_errors=True)
-    _TMP_ROOT = None
-
-
-_setup_path()
+if not _imported_from_here():
+    raise pytest.UsageError('ansible_collections.ingot.metal is not imported from this checkout (%s): run '
+                            '`make collection` (it links .build/ansible_collections/ingot/metal here; pytest.ini '
+                            'puts .build on sys.path), and remove any other copy from sys.path' % REPO)
 
 from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat  # noqa: E402
 from ansible_collections.ingot.metal.tests.unit.fakes import FakeLab  # noqa: E402
-
-
-def pytest_unconfigure(config):
-    _cleanup()
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,12 @@
-"""The node OS image for the e2e tests and the deploy benchmark: built by roles/os_image through
-ansible-runner, cached under INGOT_E2E_IMAGE_DIR (default /var/cache/ingot-e2e/os-image), so that a
-second run builds nothing.  ``python tests/e2e/e2e_image.py`` builds it by hand."""
+"""The node OS image of the lab rack (the e2e tests, the deploy benchmark, the demo): built by roles/os_image
+through ansible-runner, cached under INGOT_E2E_IMAGE_DIR (default /var/cache/ingot-e2e/os-image), so that a
+second run builds nothing.  ``python -m ingot_lab.node_image [--docker]`` (from lab/) builds it by hand."""
 
 import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
-
-from ingot_testlib import run_playbook  # noqa: E402
+from ingot_lab.runner import run_playbook
 
 CACHE = os.environ.get('INGOT_E2E_IMAGE_DIR', '/var/cache/ingot-e2e/os-image')
 MIRROR = os.environ.get('INGOT_OS_IMAGE_MIRROR', 'http://deb.debian.org/debian')

@@ -1,4 +1,4 @@
-"""The Docker machine: a lab node that is a container, behind a virtual BMC.
+"""The container machine: a lab node that is a container, behind a virtual BMC.
 
 A node is a container named ``spec['container']`` (default ``ingot-node-NAME``) running the lab
 firmware image (``lab/firmware``) as PID 1, with ``--network none``: its NIC is a veth the machine
@@ -41,7 +41,7 @@ import time
 
 from ingot_lab.machines import POWER_OFF, POWER_ON, MachineError, MemoryMachine, PowerStateError
 
-log = logging.getLogger('ingot_lab.docker_machine')
+log = logging.getLogger('ingot_lab.container_machine')
 
 DEFAULT_IMAGE = 'ingot-lab/firmware:latest'
 DEFAULT_BRIDGE = 'ingotlab0'
@@ -80,7 +80,7 @@ def veth_name(name):
     return 'inv' + hashlib.sha1(name.encode()).hexdigest()[:10]
 
 
-class DockerMachine(MemoryMachine):
+class ContainerMachine(MemoryMachine):
     """A lab node container; state (boot flags, boots) persisted as :class:`MemoryMachine` does.
 
     ``spec`` keys beyond MemoryMachine's: ``container``, ``image``, ``bridge``, ``disk``,

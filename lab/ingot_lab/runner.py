@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, ingot.metal contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers shared by the integration tests, the benchmarks and the demo.
+"""Playbook runs from Python, for the lab rack, the demo, the benchmarks and the tests.
 
 Playbooks run through ansible-runner: its events give per-host results,
 ``changed`` counts and progress, and its artifacts keep every run.

@@ -1,4 +1,4 @@
-"""Deploy helpers shared by tests/e2e/test_deploy.py and tests/bench/bench_deploy.py: the image of
+"""Deploy helpers of the lab rack (the e2e tests, the deploy benchmark, the demo): the image of
 roles/os_image in the lab provisioner's catalog, nodes made ready and allocated, the BMC modules
 (ingot.metal.bmc_boot / bmc_power) in a playbook, and ssh with the host key pinned from the registry."""
 
@@ -7,24 +7,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-for _p in (HERE, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'lab')):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-from ingot_lab import rack  # noqa: E402
-from ingot_testlib import run_playbook  # noqa: E402
-
-import e2e_image  # noqa: E402
-from conftest import wait_for  # noqa: E402  (the one wait loop of the e2e tests)
+from ingot_lab import node_image, rack
+from ingot_lab.rack_client import wait_for
+from ingot_lab.runner import REPO, run_playbook
 
 STORE = '/var/lib/ingot-provisioner/images'
-REPO = ROOT
 
 
 def install_image(lab_rack, result):
@@ -37,8 +27,8 @@ def install_image(lab_rack, result):
     if not present or present[0] != result['sha256']:
         subprocess.run(['docker', 'cp', result['path'], '%s:%s/%s' % (rack.PROVISIONER, STORE, fname)], check=True)
         subprocess.run(['docker', 'exec', rack.PROVISIONER, 'chmod', '0644', '%s/%s' % (STORE, fname)], check=True)
-    return e2e_image.build(progress=False, register={'url': rack.provisioner_url(), 'token': lab_rack.token()},
-                           docker=result['name'] == e2e_image.DOCKER_NAME)
+    return node_image.build(progress=False, register={'url': rack.provisioner_url(), 'token': lab_rack.token()},
+                            docker=result['name'] == node_image.DOCKER_NAME)
 
 
 def node_by_mac(lab_rack, mac):

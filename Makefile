@@ -34,6 +34,8 @@ PROVISIONER_SOURCES := $(shell find $(PROVISIONER) -name build -prune -o -name '
 PROVISIONER_DIST := $(REPO)/roles/provisioner/files
 PROVISIONER_WHEEL_STAMP := $(BUILD)/provisioner-wheel.stamp
 PROVISIONER_WHEELHOUSE := $(BUILD)/provisioner-wheelhouse
+# a wheel removed by hand (or by git clean) is built again though the stamp is there
+PROVISIONER_WHEEL_GONE := $(if $(wildcard $(PROVISIONER_DIST)/ingot_provisioner-*-py3-none-any.whl),,provisioner-wheel-gone)
 # The shell scripts of the tooling, checked by shellcheck in `make lint` (ansible-test checks *.sh).
 SHELL_SCRIPTS := $(REPO)/.ci/run $(filter-out %.py,$(wildcard $(REPO)/hack/*))
 
@@ -72,9 +74,13 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(VENV)/bin/python -m pip install --quiet --upgrade-strategy only-if-needed -r $(REPO)/tests/requirements-dev.txt
 	@touch $@
 
+.PHONY: provisioner-wheel-gone
+provisioner-wheel-gone: ;
+
 provisioner-dist: $(PROVISIONER_WHEEL_STAMP) $(PROVISIONER_WHEELHOUSE)/.complete ## the provisioner's wheel (roles/provisioner/files) and wheelhouse (.build)
 
-$(PROVISIONER_WHEEL_STAMP): $(VENV_STAMP) $(PROVISIONER_SOURCES) $(REPO)/galaxy.yml
+# (the venv order-only: it is shared, and a stamp touched by another checkout's `make venv` changes nothing here)
+$(PROVISIONER_WHEEL_STAMP): $(PROVISIONER_SOURCES) $(REPO)/galaxy.yml $(PROVISIONER_WHEEL_GONE) | $(VENV_STAMP)
 	@mkdir -p $(BUILD) $(PROVISIONER_DIST) && rm -f $(PROVISIONER_DIST)/ingot_provisioner-*
 	@# in the source tree (pip builds in place): build/ and the egg-info go again, the wheel stays
 	cd $(PROVISIONER) && SOURCE_DATE_EPOCH=315532800 python -m pip wheel --quiet --no-deps --no-build-isolation \
@@ -85,7 +91,7 @@ $(PROVISIONER_WHEEL_STAMP): $(VENV_STAMP) $(PROVISIONER_SOURCES) $(REPO)/galaxy.
 	  || { echo "no ingot_provisioner-$$version-py3-none-any.whl (galaxy.yml version $$version) in $(PROVISIONER_DIST)" >&2; exit 1; }
 	@touch $@
 
-$(PROVISIONER_WHEELHOUSE)/.complete: $(VENV_STAMP) $(PROVISIONER)/requirements.txt
+$(PROVISIONER_WHEELHOUSE)/.complete: $(PROVISIONER)/requirements.txt | $(VENV_STAMP)
 	@rm -rf $(PROVISIONER_WHEELHOUSE)
 	python -m pip download --quiet --only-binary=:all: --dest $(PROVISIONER_WHEELHOUSE) -r $(PROVISIONER)/requirements.txt
 	@touch $@

@@ -23,7 +23,19 @@ COLLECTION_LINK := $(BUILD)/ansible_collections/ingot/metal
 SANITY_ROOT := $(BUILD)/sanity/ansible_collections/ingot/metal
 DIST := $(BUILD)/dist
 EE_CONTEXT := $(BUILD)/ee
-REQUIREMENTS := $(REPO)/tests/requirements-dev.txt $(REPO)/requirements.txt $(REPO)/roles/provisioner/files/provisioner/requirements.txt
+REQUIREMENTS := $(REPO)/tests/requirements-dev.txt $(REPO)/requirements.txt $(REPO)/provisioner/requirements.txt
+# The provisioner service (provisioner/, src layout): its wheel goes into roles/provisioner/files (the collection
+# tarball carries it, git ignores it), versioned by setup.py from galaxy.yml; the wheels of its pinned
+# dependencies (this machine's Python and platform: Debian bookworm, Python 3.11) go into the wheelhouse, for
+# hosts without PyPI (roles/provisioner: provisioner_wheelhouse_dir). SOURCE_DATE_EPOCH: the same sources give
+# the same wheel, byte for byte (the lab caches its configured provisioner host by the role's content).
+PROVISIONER := $(REPO)/provisioner
+PROVISIONER_SOURCES := $(shell find $(PROVISIONER) -name build -prune -o -name '*.egg-info' -prune -o -name __pycache__ -prune -o -type f -print 2>/dev/null)
+PROVISIONER_DIST := $(REPO)/roles/provisioner/files
+PROVISIONER_WHEEL_STAMP := $(BUILD)/provisioner-wheel.stamp
+PROVISIONER_WHEELHOUSE := $(BUILD)/provisioner-wheelhouse
+# a wheel removed by hand (or by git clean) is built again though the stamp is there
+PROVISIONER_WHEEL_GONE := $(if $(wildcard $(PROVISIONER_DIST)/ingot_provisioner-*-py3-none-any.whl),,provisioner-wheel-gone)
 # The shell scripts of the tooling, checked by shellcheck in `make lint` (ansible-test checks *.sh).
 SHELL_SCRIPTS := $(REPO)/.ci/run $(filter-out %.py,$(wildcard $(REPO)/hack/*))
 
@@ -61,7 +73,29 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(VENV)/bin/python -m pip install --quiet --upgrade-strategy only-if-needed -r $(REPO)/tests/requirements-dev.txt
 	@touch $@
 
-collection: venv ## make ingot.metal importable: .build/ansible_collections/ingot/metal -> repo root
+.PHONY: provisioner-wheel-gone
+provisioner-wheel-gone: ;
+
+provisioner-dist: $(PROVISIONER_WHEEL_STAMP) $(PROVISIONER_WHEELHOUSE)/.complete ## the provisioner's wheel (roles/provisioner/files) and wheelhouse (.build)
+
+# (the venv order-only: it is shared, and a stamp touched by another checkout's `make venv` changes nothing here)
+$(PROVISIONER_WHEEL_STAMP): $(PROVISIONER_SOURCES) $(REPO)/galaxy.yml $(PROVISIONER_WHEEL_GONE) | $(VENV_STAMP)
+	@mkdir -p $(BUILD) $(PROVISIONER_DIST) && rm -f $(PROVISIONER_DIST)/ingot_provisioner-*
+	@# in the source tree (pip builds in place): build/ and the egg-info go again, the wheel stays
+	cd $(PROVISIONER) && SOURCE_DATE_EPOCH=315532800 python -m pip wheel --quiet --no-deps --no-build-isolation \
+	  --wheel-dir $(PROVISIONER_DIST) . && rm -rf build src/*.egg-info
+	cp $(PROVISIONER)/requirements.txt $(PROVISIONER_DIST)/ingot_provisioner-requirements.txt
+	@version=$$(python -c 'import sys; sys.path.insert(0, "$(PROVISIONER)/src"); from ingot_provisioner import _version; print(_version.galaxy_version("$(REPO)/galaxy.yml"))'); \
+	  test -f $(PROVISIONER_DIST)/ingot_provisioner-$$version-py3-none-any.whl \
+	  || { echo "no ingot_provisioner-$$version-py3-none-any.whl (galaxy.yml version $$version) in $(PROVISIONER_DIST)" >&2; exit 1; }
+	@touch $@
+
+$(PROVISIONER_WHEELHOUSE)/.complete: $(PROVISIONER)/requirements.txt | $(VENV_STAMP)
+	@rm -rf $(PROVISIONER_WHEELHOUSE)
+	python -m pip download --quiet --only-binary=:all: --dest $(PROVISIONER_WHEELHOUSE) -r $(PROVISIONER)/requirements.txt
+	@touch $@
+
+collection: venv provisioner-dist ## make ingot.metal importable: .build/ansible_collections/ingot/metal -> repo root
 	@mkdir -p $(dir $(COLLECTION_LINK))
 	@[ "$$(readlink $(COLLECTION_LINK) 2>/dev/null)" = "../../.." ] || ln -sfn ../../.. $(COLLECTION_LINK)
 	@ansible-galaxy collection list ingot.metal 2>/dev/null | grep -q '^ingot\.metal ' \
@@ -84,7 +118,7 @@ lint: venv collection ## ansible-lint, shellcheck, antsibull-changelog lint, ans
 changelog-lint: venv ## antsibull-changelog lint (fragments and changelog.yaml)
 	antsibull-changelog lint
 
-ee: venv ## build the collection into .build/dist and the EE build context into .build/ee
+ee: venv provisioner-dist ## build the collection into .build/dist and the EE build context into .build/ee
 	@rm -rf $(DIST) $(EE_CONTEXT)
 	ansible-galaxy collection build --output-path $(DIST) $(REPO)
 	ansible-builder create --file $(REPO)/execution-environment.yml --context $(EE_CONTEXT) --output-filename Containerfile
@@ -118,7 +152,7 @@ e2e: venv collection ## pytest tests/e2e (the lab rack: Docker nodes PXE-booting
 # Run as scripts, they import the lab's package and the suites' helpers through PYTHONPATH (pytest.ini's
 # pythonpath does it for the test suites).
 BENCHES = tests/bench/bench_*.py tests/provisioner/bench_*.py
-BENCH_PATH := $(REPO)/lab:$(REPO)/tests/integration:$(REPO)/tests/provisioner
+BENCH_PATH := $(REPO)/lab:$(REPO)/tests/integration:$(REPO)/tests/provisioner:$(REPO)/provisioner/src
 BENCH_RUN = export PYTHONPATH=$(BENCH_PATH); shopt -s nullglob; benches=($(BENCHES)); failed=(); \
 	if [ $${\#benches[@]} -eq 0 ]; then echo "bench: no benchmark found ($(BENCHES))" >&2; exit 1; fi; \
 	for b in "$${benches[@]}"; do echo "== $$b $(1)"; python "$$b" $(1) || failed+=("$$b"); done; \
@@ -141,7 +175,7 @@ test: ## every step in order, failing fast: $(TEST_STEPS)
 	done
 
 clean: ## remove build output, test output and caches (keeps .venv and the lab's .lab)
-	rm -rf $(BUILD) $(REPO)/.runner $(REPO)/tests/output $(REPO)/.pytest_cache $(REPO)/.ansible
+	rm -rf $(BUILD) $(PROVISIONER_DIST)/ingot_provisioner-* $(REPO)/.runner $(REPO)/tests/output $(REPO)/.pytest_cache $(REPO)/.ansible
 	find $(REPO) -path $(VENV) -prune -o -path $(REPO)/.lab -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and remove .venv

@@ -211,6 +211,9 @@ def clear_leftovers(lab):
 @_step('provisioner host (container + roles/provisioner)')
 def _provisioner(lab, record, token, deploy_timeout):
     clear_leftovers(lab)
+    # roles/provisioner installs the service's wheel, which make builds from provisioner/ into the role's files/
+    # (again only when provisioner/ changed; reproducible, so the image cache below keys on it)
+    _run(['make', '-C', REPO, 'provisioner-dist'], quiet=True)
     state = _container_state(PROVISIONER)
     # A container on which roles/provisioner already converged once (same role, same base) is kept
     # as an image; the role still runs on it (idempotent, quick).  Its registry is empty: the image

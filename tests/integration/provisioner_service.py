@@ -4,7 +4,7 @@
 """The real provisioner service for the integration tests and the inventory benchmark.
 
 :class:`Service` runs ``python -m ingot_provisioner serve --config <file>`` (uvicorn) on a free
-loopback port, from the collection tree (``roles/provisioner/files/provisioner``), with a private
+loopback port, from the collection tree (``provisioner/src``), with a private
 SQLite registry and image store. :class:`Agent` plays the node side of a deploy or a wipe over the
 real protocol: the iPXE script for the node's MAC (which mints the one-time token), the manifest,
 progress reports and the final report.
@@ -30,7 +30,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-PKG_DIR = os.path.join(REPO, 'roles', 'provisioner', 'files', 'provisioner')
+PKG_DIR = os.path.join(REPO, 'provisioner', 'src')
 ADMIN_TOKEN = 'integration-admin-token-5f1c9a7e2b'
 
 
@@ -51,8 +51,8 @@ def service_python():
             return python
         errors.append('%s: %s' % (python, (probe.stderr.strip().splitlines() or ['?'])[-1]))
     raise RuntimeError('no interpreter can run the provisioner service (%s); install its dependencies '
-                       '(pip install -e %s) into this interpreter, or point INGOT_PROVISIONER_PYTHON at one that '
-                       'has them' % ('; '.join(errors), PKG_DIR))
+                       '(pip install -r %s/requirements.txt) into this interpreter, or point INGOT_PROVISIONER_PYTHON at one that '
+                       'has them' % ('; '.join(errors), os.path.dirname(PKG_DIR)))
 
 
 class Service:

@@ -1,8 +1,8 @@
 """Fixtures of the provisioner tests: an in-process app (TestClient), the real service under uvicorn
 in a subprocess on loopback, and a private PostgreSQL cluster started for the session.
 
-The provisioner package is imported from the collection tree (roles/provisioner/files/provisioner);
-its dependencies (requirements.txt there) must be installed in the interpreter running pytest."""
+The provisioner package is imported from the collection tree (provisioner/src);
+its dependencies (provisioner/requirements.txt) must be installed in the interpreter running pytest."""
 
 import glob
 import os

@@ -15,18 +15,19 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-PKG_DIR = os.path.join(REPO, "roles", "provisioner", "files", "provisioner")
+# the service's source (src layout); its project folder holds requirements.txt
+PROJECT_DIR = os.path.join(REPO, "provisioner")
+PKG_DIR = os.path.join(PROJECT_DIR, "src")
 AGENT = os.path.join(PKG_DIR, "ingot_provisioner", "agent", "agent.sh")
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
-if PKG_DIR not in sys.path:
-    sys.path.insert(0, PKG_DIR)
+# PKG_DIR is on sys.path through pytest.ini's pythonpath (and the Makefile's BENCH_PATH for benchmarks)
 try:
     for _module in ("fastapi", "sqlalchemy", "alembic", "uvicorn", "httpx", "yaml", "cryptography"):
         importlib.import_module(_module)
 except ImportError as exc:  # a loud collection error, never a silent skip
     raise ImportError(f"the provisioner tests need the service's dependencies: pip install -r "
-                      f"{os.path.join(PKG_DIR, 'requirements.txt')} httpx ({exc})") from exc
+                      f"{os.path.join(PROJECT_DIR, 'requirements.txt')} httpx ({exc})") from exc
 
 from ingot_provisioner.api import create_app  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 from ingot_provisioner.config import load_settings  # noqa: E402  pylint: disable=wrong-import-position

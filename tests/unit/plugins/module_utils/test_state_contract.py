@@ -32,7 +32,7 @@ def service_states():
 
     The one place that knows where the service's source lives.
     """
-    path = os.path.join(REPO, 'roles', 'provisioner', 'files', 'provisioner', 'ingot_provisioner', 'states.py')
+    path = os.path.join(REPO, 'provisioner', 'src', 'ingot_provisioner', 'states.py')
     spec = importlib.util.spec_from_file_location('_ingot_provisioner_states_under_contract', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

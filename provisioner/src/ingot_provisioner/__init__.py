@@ -1,3 +1,5 @@
 """ingot.metal provisioner: node registry, boot artifacts and deploy agent (FastAPI service)."""
 
-__version__ = "0.1.0"
+from . import _version
+
+__version__ = _version.version()

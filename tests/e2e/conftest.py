@@ -25,6 +25,7 @@ for _path in (LAB_DIR, os.path.join(ROOT, 'tests')):
 from ingot_lab import rack  # noqa: E402
 from ingot_lab import manage  # noqa: E402
 from ingot_lab.state import Lab  # noqa: E402
+from ingot_testlib.chromium import browser_factory  # noqa: E402,F401  pylint: disable=unused-import
 
 NODES = int(os.environ.get('INGOT_E2E_NODES', '3'))
 BASE_PORT = int(os.environ.get('INGOT_E2E_BASE_PORT', '16330'))
@@ -72,6 +73,11 @@ class Rack:
     def token(self):
         with open(os.path.join(self.state_dir, 'rack.json')) as handle:
             return json.load(handle)['token']
+
+    def view_token(self):
+        """The read-only token of the provisioner's web view (the rack sets provisioner_view_token)."""
+        with open(os.path.join(self.state_dir, 'rack.json')) as handle:
+            return json.load(handle)['view_token']
 
     def ipmitool(self, name, *args, password=None, check=True):
         entry = self.config[name]

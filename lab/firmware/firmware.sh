@@ -108,7 +108,10 @@ boot_pxe() {
     fi
     set -- --url "$purl" --mode "${mode:-deploy}" --target "$D"
     [ -n "$token" ] && set -- "$@" --token "$token"
-    INGOT_REBOOT_CMD=true INGOT_DISCOVER_DONE_CMD=true INGOT_CMDLINE=/dev/null sh /run/agent.sh "$@" 2>&1
+    # a progress report every second (the agent's default is 5 s): a lab node writes its image to a directory
+    # in a few seconds, where a real disk takes minutes; so that a deploy's progress shows (the web view's bar)
+    INGOT_REBOOT_CMD=true INGOT_DISCOVER_DONE_CMD=true INGOT_CMDLINE=/dev/null INGOT_PROGRESS_INTERVAL=1 \
+        sh /run/agent.sh "$@" 2>&1
     rc=$?
     say "agent finished (mode ${mode:-deploy}, exit $rc)"
     if [ "${mode:-deploy}" = discover ]; then

@@ -177,13 +177,17 @@ def cmd_env(lab, args):
     from ingot_lab import rack
     try:
         with open(os.path.join(lab.dir, 'rack.json')) as handle:
-            token = json.load(handle)['token']
+            data = json.load(handle)
+        token = data['token']
     except (OSError, ValueError, KeyError):
         raise LabError('no lab rack is up in %s: run "ingot-lab up" first' % lab.dir) from None
     print('export INGOT_PROVISIONER_URL=%s' % rack.provisioner_url())
     print('export INGOT_PROVISIONER_TOKEN=%s' % shlex.quote(token))
     print('# the lab\'s BMC inventory (hosts named after the nodes, with their BMC credentials): %s'
           % os.path.join(lab.dir, 'inventory.yml'))
+    if data.get('view_token'):
+        print('# the web view (read-only): %s/ui/ ; log in with the view token %s'
+              % (rack.provisioner_url(), shlex.quote(data['view_token'])))
     return 0
 
 

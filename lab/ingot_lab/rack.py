@@ -13,7 +13,8 @@
    removed; while another lab is up (a container of it runs, or a vBMC server), ``up`` stops;
    the provisioner host: a systemd container (the flags of lab/firmware/README.md, "Nodes"), eth0 on Docker's default
    bridge for apt/pip, eth1 = 10.252.0.2 on the lab bridge, configured by ``roles/provisioner``
-   through ansible-runner (the service, dnsmasq in full DHCP mode on eth1);
+   through ansible-runner (the service, dnsmasq in full DHCP mode on eth1, the web view at /ui/ with a
+   read-only view token kept in ``STATE/rack.json``);
 5. N virtual BMCs (``nNNN``, ports BASE..) whose machines are node containers (``docker`` machine
    type: firmware image, lab bridge), served by ``vbmc start``;
 6. ``STATE/inventory.yml``: the vBMCs (bmc_host/port/user/password, lab_macs) and the provisioner
@@ -209,7 +210,7 @@ def clear_leftovers(lab):
 
 
 @_step('provisioner host (container + roles/provisioner)')
-def _provisioner(lab, record, token, deploy_timeout):
+def _provisioner(lab, record, token, view_token, deploy_timeout):
     clear_leftovers(lab)
     # roles/provisioner installs the service's wheel, which make builds from provisioner/ into the role's files/
     # (again only when provisioner/ changed; reproducible, so the image cache below keys on it)
@@ -251,6 +252,7 @@ def _provisioner(lab, record, token, deploy_timeout):
         'name': 'The lab provisioner host', 'hosts': 'provisioner', 'gather_facts': True,
         'vars': {
             'provisioner_admin_token': token,
+            'provisioner_view_token': view_token,
             'provisioner_port': PROVISIONER_PORT,
             'provisioner_dhcp_mode': 'full',
             'provisioner_dhcp_interface': 'eth1',
@@ -310,11 +312,14 @@ def up(lab, nodes, base_port=16230, deploy_timeout=None):
     record = Record(lab)
     token = record.data.get('token') or secrets.token_urlsafe(24)
     record.data['token'] = token
+    # the web view's read-only token (its /ui pages: watch the rack, change nothing)
+    view_token = record.data.get('view_token') or secrets.token_urlsafe(24)
+    record.data['view_token'] = view_token
     record.save()
     _ensure_docker(lab, record)
     image = _images()
     _bridge(record)
-    _provisioner(lab, record, token, deploy_timeout)
+    _provisioner(lab, record, token, view_token, deploy_timeout)
     _bmcs(lab, record, nodes, base_port, image)
     inventory = manage.inventory_yaml(lab)
     inventory += ('    provisioner:\n      hosts:\n        %s:\n          ansible_connection: local\n'

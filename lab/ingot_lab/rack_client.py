@@ -52,6 +52,11 @@ class Rack:
         with open(os.path.join(self.state_dir, 'rack.json')) as handle:
             return json.load(handle)['token']
 
+    def view_token(self):
+        """The read-only token of the provisioner's web view (the rack sets provisioner_view_token)."""
+        with open(os.path.join(self.state_dir, 'rack.json')) as handle:
+            return json.load(handle)['view_token']
+
     def ipmitool(self, name, *args, password=None, check=True):
         entry = self.config[name]
         argv = ['ipmitool', '-I', 'lanplus', '-H', entry.get('address', '127.0.0.1'), '-p', str(entry['port']),

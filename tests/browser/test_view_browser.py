@@ -6,6 +6,8 @@ import os
 import re
 
 import httpx
+import ingot_chromium as chromium
+from ingot_chromium import WAIT, console_errors, progress, wait_live, wait_text
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -13,34 +15,10 @@ from ingot_viewtest import (IMAGE_SIZE, VIEW_TOKEN, add_node, agent_report, allo
                             logged_in, release)
 
 MAC = "02:00:00:00:03:01"
-WAIT = 30
 
 
 def login(driver, srv):
-    driver.get(srv.url + "/ui/login")
-    driver.find_element(By.NAME, "token").send_keys(VIEW_TOKEN)
-    driver.find_element(By.CSS_SELECTOR, "form.login button").click()
-    WebDriverWait(driver, WAIT).until(lambda d: d.current_url == srv.url + "/ui/")
-    assert "token" not in driver.current_url
-
-
-def wait_text(driver, css, text, what):
-    def found(d):
-        return [e.text for e in d.find_elements(By.CSS_SELECTOR, css)] == [text]
-    try:
-        WebDriverWait(driver, WAIT).until(found)
-    except Exception as exc:  # noqa: BLE001 - re-raised with what the page shows
-        shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
-        raise AssertionError(f"{what}: {css} shows {shown}, not {text!r} within {WAIT} s") from exc
-
-
-def progress(driver):
-    element = driver.find_element(By.ID, "progress")
-    return float(element.get_attribute("value")), float(element.get_attribute("max"))
-
-
-def wait_live(driver):
-    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "live").text == "live")
+    chromium.login(driver, srv.url + "/ui", VIEW_TOKEN)
 
 
 def test_watch_a_deploy_and_a_release_without_reloading(srv, browser_factory, tmp_path):
@@ -109,8 +87,7 @@ def test_watch_a_deploy_and_a_release_without_reloading(srv, browser_factory, tm
     for tab in (rack_tab, node_tab):
         driver.switch_to.window(tab)
         assert driver.execute_script("return window.ingotNoReload;") == "still the same page", "the page reloaded"
-        errors = [e["message"] for e in driver.get_log("browser")
-                  if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+        errors = console_errors(driver)
         assert not errors, f"errors in the browser console: {errors}"
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from ingot_lab import rack
 from ingot_lab.rack_client import Rack
+from ingot_chromium import browser_factory  # noqa: F401  pylint: disable=unused-import
 
 NODES = int(os.environ.get('INGOT_E2E_NODES', '3'))
 BASE_PORT = int(os.environ.get('INGOT_E2E_BASE_PORT', '16330'))

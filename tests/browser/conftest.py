@@ -1,8 +1,6 @@
 """Fixtures of the browser tests: the real provisioner under uvicorn (tests/provisioner's helpers) and headless
 Chromium (tests/browser/ingot_chromium.py, shared with tests/e2e)."""
 
-import os
-
 import pytest
 
 from ingot_provtest import Server

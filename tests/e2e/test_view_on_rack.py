@@ -15,13 +15,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from ingot_chromium import console_errors, login, wait_live, wait_text
 from selenium.webdriver.support.ui import WebDriverWait
 
-import deploylib
-import e2e_image
-from deploylib import Verbs
-from ingot_lab import rack
+from ingot_chromium import console_errors, login, wait_live, wait_text
+from ingot_lab import deploy, node_image, rack
+from ingot_lab.deploy import Verbs
 
 OWNER = 'e2e-view'
 MACHINE = 'e2e-view1'
@@ -65,7 +63,7 @@ def view_node(lab_rack):
         # registered under another name by the discovery test, or not at all: registered afresh, powered off
         for node in found:
             lab_rack.api('/api/v1/nodes/%s?force=true' % node['id'], 'DELETE')
-        deploylib.power_off(lab_rack, [name])
+        deploy.power_off(lab_rack, [name])
         entry = lab_rack.config[name]
         lab_rack.api('/api/v1/nodes', 'POST', {
             'name': name, 'macs': lab_rack.macs(name), 'state': 'ready', 'pool': POOL,
@@ -79,8 +77,8 @@ def view_node(lab_rack):
 
 @pytest.fixture(scope='module')
 def verbs(lab_rack, view_node, tmp_path_factory):
-    image = deploylib.install_image(lab_rack, e2e_image.build(docker=True))
-    assert image['name'] == e2e_image.DOCKER_NAME
+    image = deploy.install_image(lab_rack, node_image.build(docker=True))
+    assert image['name'] == node_image.DOCKER_NAME
     helper = Verbs(lab_rack, str(tmp_path_factory.mktemp('view')), OWNER)
     yield helper
     if helper.node(MACHINE) is not None:   # a failed test gives its machine back: the pool is shared
@@ -155,7 +153,7 @@ def test_view_on_rack_watches_create_and_rm(lab_rack, view_node, verbs, browser_
     seen = _seen(driver)
     assert seen['state'] == ['ready', 'allocated', 'deploying', 'deployed'], seen['state']
     assert seen['owner'] == ['', OWNER], seen['owner']
-    size = lab_rack.api('/api/v1/images/%s' % e2e_image.DOCKER_NAME)['size']
+    size = lab_rack.api('/api/v1/images/%s' % node_image.DOCKER_NAME)['size']
     bars = [(value, maximum) for state, value, maximum in seen['progress'] if state in ('deploying', 'deployed')]
     values = [value for value, _max in bars]
     assert bars and all(maximum == size for _value, maximum in bars), (size, seen['progress'])

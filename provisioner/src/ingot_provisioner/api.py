@@ -335,11 +335,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @admin.get("/images", response_model=schemas.ImageList, tags=["images"])
     def list_images():
         with ctx.db.read() as s:
-            from sqlalchemy import select
-
-            from .models import Image
-            return JSONResponse({"items": [registry.image_dict(i)
-                                           for i in s.scalars(select(Image).order_by(Image.name)).all()]})
+            return JSONResponse(registry.list_images(s))
 
     @admin.post("/images", status_code=201, response_model=schemas.ImageOut, tags=["images"])
     def create_image(body: schemas.ImageCreate):

@@ -8,18 +8,17 @@ import hmac
 import json
 import logging
 import os
-import threading
 import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, boundary, registry, schemas, view
+from . import __version__, boundary, periodic, registry, schemas, view
 from .bootart import Renderer
 from .config import Settings
 from .db import Database
@@ -157,32 +156,22 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                       busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     ctx = Context()
     ctx.bind(settings, db)
-    stop = threading.Event()
-
-    def reaper():
-        while not stop.wait(settings.timeout_check_interval):
-            try:
-                registry.reap_overdue(ctx.db, ctx.settings)
-            except Exception:  # noqa: BLE001 - the loop survives a bad round; it is logged
-                log.exception("deploy timeout check failed")
+    deploy_timeouts = periodic.deploy_timeouts(ctx)
 
     @asynccontextmanager
     async def lifespan(_app):
-        thread = None
         if start_reaper:
-            thread = threading.Thread(target=reaper, name="ingot-deploy-timeouts", daemon=True)
-            thread.start()
+            deploy_timeouts.start()
         try:
             yield
         finally:
-            stop.set()
-            if thread is not None:
-                thread.join(timeout=10)
+            deploy_timeouts.stop()
 
     app = FastAPI(title="ingot.metal provisioner", version=__version__, lifespan=lifespan,
                   description="Node registry, boot artifacts and deploy agent of the ingot.metal collection "
                               "(contract: docs/provisioner-api.md).")
     app.state.ctx = ctx
+    app.state.deploy_timeouts = deploy_timeouts
     app.state.internal_errors = 0
 
     # errors ------------------------------------------------------------------------------------

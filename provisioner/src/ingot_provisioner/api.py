@@ -8,18 +8,17 @@ import hmac
 import json
 import logging
 import os
-import threading
 import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, boundary, registry, schemas, view
+from . import __version__, boundary, periodic, registry, schemas, view
 from .bootart import Renderer
 from .config import Settings
 from .db import Database
@@ -61,6 +60,11 @@ def _fmt_validation(errors) -> tuple[int, str, str]:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             return 400, "invalid_json", f"malformed JSON body: {ctx.get('error', 'cannot parse')}"
+    return 422, "validation_error", "invalid request: " + _fields(errors)
+
+
+def _fields(errors) -> str:
+    """'body.macs.0: not a MAC; body.bogus: unknown field' (ten at most): where and what, never the value."""
     parts = []
     for err in errors[:10]:
         loc = [str(p) for p in err.get("loc", ())]
@@ -73,7 +77,7 @@ def _fmt_validation(errors) -> tuple[int, str, str]:
             msg = "unknown field"
         parts.append(f"{where}: {msg}")
     more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
-    return 422, "validation_error", "invalid request: " + "; ".join(parts) + more
+    return "; ".join(parts) + more
 
 
 class BodyLimit:
@@ -157,32 +161,22 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                       busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     ctx = Context()
     ctx.bind(settings, db)
-    stop = threading.Event()
-
-    def reaper():
-        while not stop.wait(settings.timeout_check_interval):
-            try:
-                registry.reap_overdue(ctx.db, ctx.settings)
-            except Exception:  # noqa: BLE001 - the loop survives a bad round; it is logged
-                log.exception("deploy timeout check failed")
+    deploy_timeouts = periodic.deploy_timeouts(ctx)
 
     @asynccontextmanager
     async def lifespan(_app):
-        thread = None
         if start_reaper:
-            thread = threading.Thread(target=reaper, name="ingot-deploy-timeouts", daemon=True)
-            thread.start()
+            deploy_timeouts.start()
         try:
             yield
         finally:
-            stop.set()
-            if thread is not None:
-                thread.join(timeout=10)
+            deploy_timeouts.stop()
 
     app = FastAPI(title="ingot.metal provisioner", version=__version__, lifespan=lifespan,
                   description="Node registry, boot artifacts and deploy agent of the ingot.metal collection "
                               "(contract: docs/provisioner-api.md).")
     app.state.ctx = ctx
+    app.state.deploy_timeouts = deploy_timeouts
     app.state.internal_errors = 0
 
     # errors ------------------------------------------------------------------------------------
@@ -210,13 +204,20 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), detail,
                       getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request, exc: Exception):
+    def internal_error(request, why: str, exc: Optional[Exception] = None) -> JSONResponse:
         app.state.internal_errors += 1
         ref = uuid.uuid4().hex[:12]
-        log.error("internal error %s on %s %s: %s", ref, request.method, request.url.path, type(exc).__name__,
-                  exc_info=exc)
+        log.error("internal error %s on %s %s: %s", ref, request.method, request.url.path, why, exc_info=exc)
         return _error(500, "internal_error", f"internal error (reference {ref}; see the service log)")
+
+    @app.exception_handler(ResponseValidationError)
+    async def _bad_response(request, exc: ResponseValidationError):
+        # where and what, never the values: a response may carry a seed with a private host key
+        return internal_error(request, "the response does not fit its model: " + _fields(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc: Exception):
+        return internal_error(request, type(exc).__name__, exc)
 
     app.add_middleware(BodyLimit, max_bytes=ctx.settings.max_body_bytes,
                        per_path={"/api/v1/nodes/bulk": max(ctx.settings.max_body_bytes, BULK_MAX_BODY)})
@@ -256,9 +257,8 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
                    limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0):
         with ctx.db.read() as s:
-            out = registry.list_nodes(s, state=state.value if state else None, pool=pool, owner=owner,
-                                      limit=limit, offset=offset)
-        return JSONResponse(out)
+            return registry.list_nodes(s, state=state.value if state else None, pool=pool, owner=owner,
+                                       limit=limit, offset=offset)
 
     @admin.post("/nodes", status_code=201, response_model=schemas.NodeOut, tags=["nodes"])
     def create_node(body: schemas.NodeCreate):
@@ -266,26 +266,26 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             node = registry.create_node(s, body)
             out = registry.node_dict(node)
         log.info("node %s registered (%s)", out["name"], out["state"])
-        return JSONResponse(out, status_code=201)
+        return out
 
     @admin.post("/nodes/bulk", status_code=201, response_model=schemas.BulkOut, tags=["nodes"])
     def create_nodes_bulk(body: schemas.NodeBulkCreate):
         with ctx.db.write() as s:
             created = registry.create_nodes_bulk(s, body.nodes)
         log.info("%d nodes registered (bulk)", created)
-        return JSONResponse({"created": created}, status_code=201)
+        return {"created": created}
 
     @admin.get("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
     def get_node(node_id: NodeId):
         with ctx.db.read() as s:
-            return JSONResponse(registry.node_dict(registry.get_node(s, node_id)))
+            return registry.node_dict(registry.get_node(s, node_id))
 
     @admin.patch("/nodes/{node_id}", response_model=schemas.NodeOut, tags=["nodes"])
     def patch_node(node_id: NodeId, body: schemas.NodePatch):
         with ctx.db.write() as s:
             node = registry.update_node(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body)
             s.flush()
-            return JSONResponse(registry.node_dict(node))
+            return registry.node_dict(node)
 
     @admin.delete("/nodes/{node_id}", status_code=204, tags=["nodes"])
     def delete_node(node_id: NodeId, force: bool = False):
@@ -298,15 +298,16 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
         with ctx.db.write() as s:
             node = registry.enroll(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body, what(request))
             s.flush()
-            return JSONResponse(registry.node_dict(node))
+            return registry.node_dict(node)
 
     @admin.post("/allocations", status_code=201, response_model=schemas.NodeOut, tags=["lifecycle"],
                 responses={200: {"model": schemas.NodeOut, "description": "already allocated to (owner, name)"}})
-    def allocate(body: schemas.AllocationRequest, request: Request):
+    def allocate(body: schemas.AllocationRequest, request: Request, response: Response):
         out, created = registry.allocate(ctx.db, body, what(request))
         if created:
             log.info("node %s allocated to %s/%s", out["name"], body.owner, body.name)
-        return JSONResponse(out, status_code=201 if created else 200)
+        response.status_code = 201 if created else 200
+        return out
 
     @admin.post("/nodes/{node_id}/release", response_model=schemas.NodeOut, tags=["lifecycle"])
     def release(node_id: NodeId, request: Request, body: Optional[schemas.Release] = None):
@@ -314,7 +315,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             node = registry.release(s, registry.get_node(s, node_id, for_update=True, db=ctx.db), body, ctx.settings,
                                     what(request))
             s.flush()
-            return JSONResponse(registry.node_dict(node))
+            return registry.node_dict(node)
 
     @admin.post("/nodes/{node_id}/deploy", response_model=schemas.NodeOut, tags=["lifecycle"])
     def deploy(node_id: NodeId, body: schemas.DeployRequest, request: Request):
@@ -324,39 +325,35 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             s.flush()
             out = registry.node_dict(node)
         log.info("node %s deploying image %s", out["name"], body.image)
-        return JSONResponse(out)
+        return out
 
     @admin.get("/nodes/{node_id}/events", response_model=schemas.EventList, tags=["nodes"])
     def node_events(node_id: NodeId, since: Annotated[Optional[str], Query(max_length=64)] = None,
                     limit: Annotated[int, Query(ge=1, le=100000)] = 1000):
         with ctx.db.read() as s:
-            return JSONResponse(registry.events(s, registry.get_node(s, node_id), since, limit))
+            return registry.events(s, registry.get_node(s, node_id), since, limit)
 
     @admin.get("/images", response_model=schemas.ImageList, tags=["images"])
     def list_images():
         with ctx.db.read() as s:
-            from sqlalchemy import select
-
-            from .models import Image
-            return JSONResponse({"items": [registry.image_dict(i)
-                                           for i in s.scalars(select(Image).order_by(Image.name)).all()]})
+            return registry.list_images(s)
 
     @admin.post("/images", status_code=201, response_model=schemas.ImageOut, tags=["images"])
     def create_image(body: schemas.ImageCreate):
         with ctx.db.write() as s:
-            return JSONResponse(registry.image_dict(registry.create_image(s, body)), status_code=201)
+            return registry.image_dict(registry.create_image(s, body))
 
     @admin.get("/images/{name}", response_model=schemas.ImageOut, tags=["images"])
     def get_image(name: Annotated[str, Path(max_length=128)]):
         with ctx.db.read() as s:
-            return JSONResponse(registry.image_dict(registry.get_image(s, name)))
+            return registry.image_dict(registry.get_image(s, name))
 
     @admin.put("/images/{name}", response_model=schemas.ImageOut, tags=["images"],
                responses={201: {"model": schemas.ImageOut, "description": "created"}})
-    def put_image(name: Annotated[str, Path(max_length=128)], body: schemas.ImageCreate):
+    def put_image(name: Annotated[str, Path(max_length=128)], body: schemas.ImageCreate, response: Response):
         with ctx.db.write() as s:
-            image, status = registry.put_image(s, name, body)
-            return JSONResponse(registry.image_dict(image), status_code=status)
+            image, response.status_code = registry.put_image(s, name, body)
+            return registry.image_dict(image)
 
     @admin.delete("/images/{name}", status_code=204, tags=["images"])
     def delete_image(name: Annotated[str, Path(max_length=128)]):
@@ -377,13 +374,13 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @boot.post("/discovery", status_code=201, response_model=schemas.DiscoveryOut,
                responses={200: {"model": schemas.DiscoveryOut, "description": "known node: nothing changed"},
                           **errors(400, 403, 409, 413, 422, 429)})
-    def discovery(body: schemas.Discovery, request: Request):
+    def discovery(body: schemas.Discovery, request: Request, response: Response):
         ctx.discovery_limit.hit(peer(request) or "(unknown)", what(request))
         with ctx.db.write() as s:
-            out, status = registry.discovery(s, body, ctx.settings)
-        if status == 201:
+            out, response.status_code = registry.discovery(s, body, ctx.settings)
+        if response.status_code == 201:
             log.info("discovery: node %s (%s)", out["name"], ", ".join(body.macs))
-        return JSONResponse(out, status_code=status)
+        return out
 
     @boot.get("/images/{path:path}", response_class=Response,
               responses={200: text("application/octet-stream", "an image file", "binary"), **errors(403, 404, 422)})
@@ -423,7 +420,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             out = registry.manifest(s, node, row, ctx.renderer, ctx.settings, with_seed=format == "json")
         if format == "env":
             return PlainTextResponse(_env_manifest(out))
-        return JSONResponse(out)
+        return out
 
     @agent.get("/seed/{name}", response_class=Response,
                responses={200: text("text/plain", "a NoCloud seed file"), **errors(401, 403, 404, 409, 422)})
@@ -442,7 +439,7 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
             out = registry.report(s, node, row, body, peer(request), what(request))
         if body.status != "progress":
             log.info("node %s: agent reported %s (%s)", out["node"], body.status, out["state"])
-        return JSONResponse(out)
+        return out
 
     app.include_router(public)
     app.include_router(admin)

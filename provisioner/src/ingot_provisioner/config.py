@@ -39,7 +39,9 @@ class Settings(BaseModel):
     deploy_timeout: float = Field(1800, gt=0, description="seconds a deploy may take")
     release_timeout: Optional[float] = Field(None, gt=0, description="seconds a release (wipe) may take; "
                                              "default deploy_timeout")
-    timeout_check_interval: float = Field(5, gt=0, description="seconds between checks for overdue deploys")
+    timeout_check_interval: float = Field(5, ge=0.05, le=300,
+                                          description="seconds between the rounds of the worker that fails deploys "
+                                                      "and releases past their deadline (0.05 to 300)")
     agent_target: str = Field("/disk", description="default ingot.target of the deploy agent")
     ramdisk_kernel_url: Optional[str] = Field(None, description="default PUBLIC_URL/ramdisk/vmlinuz")
     ramdisk_initrd_url: Optional[str] = Field(None, description="default PUBLIC_URL/ramdisk/initrd.img")

@@ -10,6 +10,7 @@ import unicodedata
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from typing_extensions import NotRequired, TypedDict
 
 from .states import State
 
@@ -245,8 +246,10 @@ class AgentReport(Request):
     ip_address: Optional[IpAddress] = None
 
 
-# responses (documentation; handlers return JSON directly) ------------------------------------
-class NodeOut(BaseModel):
+# responses: every JSON route declares its model (response_model), and FastAPI checks each answer against it
+# (one that does not fit is a 500, logged with the fields at fault). Nodes are TypedDicts: a list of 10,000 is
+# checked in half the time model instances take --------------------------------------------------------------
+class NodeOut(TypedDict):
     id: str
     name: str
     macs: list[str]
@@ -269,12 +272,14 @@ class NodeOut(BaseModel):
     created_at: str
     updated_at: str
     state_changed_at: str
-    ssh_keys: Optional[list[str]] = Field(None, description="SSH keys of the current deploy (not in lists)")
-    user_data_sha256: Optional[str] = Field(None, description="SHA-256 of the current deploy's user_data "
-                                                              "(not in lists)")
+    ssh_keys: NotRequired[Annotated[Optional[list[str]],
+                                    Field(description="SSH keys of the current deploy (not in lists)")]]
+    user_data_sha256: NotRequired[Annotated[Optional[str],
+                                            Field(description="SHA-256 of the current deploy's user_data (not in "
+                                                              "lists)")]]
 
 
-class NodeList(BaseModel):
+class NodeList(TypedDict):
     items: list[NodeOut]
     total: int
 

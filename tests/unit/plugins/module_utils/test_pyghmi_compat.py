@@ -331,6 +331,27 @@ def test_io_wait_for_a_command_slot_is_not_short_circuited(io_globals):
     evq[0].set()
 
 
+def test_io_wait_wakes_itself_at_its_timeout_without_waking_the_io_thread(io_globals, monkeypatch):
+    # pyghmi sent its I/O thread a datagram on nearly every wait so that the thread's select would end
+    # at the waiter's deadline; the fix waits on its own timeout: no datagram, and no I/O thread needed.
+    io_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    io_sock.bind(('127.0.0.1', 0))
+    try:
+        monkeypatch.setattr(S, 'iosockets', [io_sock])
+        monkeypatch.setattr(S, 'myself', '127.0.0.1')
+        monkeypatch.setattr(S, 'selectdeadline', S._monotonic_time() + 300)   # the I/O thread in a long select
+        S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([])}
+        start = time.monotonic()
+        assert _returns_within(lambda: S._io_wait(0.2, myaddr=ADDR), 10.0)
+        assert time.monotonic() - start >= 0.15
+        assert _returns_within(lambda: S._io_wait(-1.0), 5.0)     # a deadline already past: no wait at all
+        io_sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            io_sock.recvfrom(100)                                  # no wake-up datagram was sent
+    finally:
+        io_sock.close()
+
+
 def test_pyghmis_own_io_wait_still_sleeps_through_a_queued_packet(io_globals):
     # The quirk itself, in the installed pyghmi: if this starts returning, the fix may be obsolete.
     S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([(b'pkt', ADDR)])}

@@ -36,6 +36,16 @@ Groups of patches (``apply(groups)``):
   latency, since the I/O thread wakes the waiter on its packet either way).
   (``_poller`` calls ``_io_wait`` through the module's globals, so it uses
   the fixed one with no patch of its own.)
+* thundering herd at login: a thread creating a ``Command`` waits for its
+  login in ``Session.wait_for_rsp``, whose ``_poller`` waits for a packet
+  from *any* BMC; with N threads logging in, every packet woke all N (each
+  then found no packet of its own and waited again): CPU grew with the
+  square of the concurrency. Patched: while a thread is in
+  ``Session.__init__``, ``_poller`` waits for packets from that session's
+  BMC address (once it sent its first packet; a name with several
+  addresses still waits for any). Packets of other sessions are still
+  processed by whichever thread wakes, as in pyghmi; timers still end
+  the wait (``wait_for_rsp`` passes the earliest retry deadline).
 * quirk 6, blocking-mode race: ``_io_sendto`` switches the shared socket to
   blocking mode from the caller's thread while the I/O thread receives; the
   I/O thread then blocks in ``recvfrom`` and the whole process stops.
@@ -128,6 +138,9 @@ IO = 'io'
 SERVER = 'server'
 GROUPS = (CLIENT, IO, SERVER)
 DEFAULT_SESSION_IDLE_TIMEOUT = 60.0
+#: The longest a thread logging in sleeps between checks of its login (a safety net: the packets of
+#: its BMC and the end of its login wake it).
+LOGIN_WAIT_CAP = 0.5
 
 #: RMCP+ algorithm numbers of cipher suite 3, the only suite pyghmi's server implements.
 SUITE3_ALGORITHMS = (1, 1, 1)
@@ -219,21 +232,23 @@ def _policy_for(sess):
     return _POLICY.get((sess.bmc, int(sess.port)), {'hash': 1, 'allow_ipmi15': False})
 
 
+def _queued_for(S, myaddr):
+    """Is a packet queued for a waiter on ``myaddr`` (any session, when None)?"""
+    if myaddr is None:
+        return bool(S.sessionqueue)
+    handlers = S.Session.bmc_handlers.get(myaddr)
+    if not handlers:
+        return False
+    for sess in list(handlers.values()):
+        if getattr(sess, 'pktqueue', None):
+            return True
+    return False
+
+
 def _fix_lost_wakeup(S):
     orig = S._io_wait
     if getattr(orig, '_ingot_fixed', False):
         return
-
-    def _queued_for(myaddr):
-        if myaddr is None:
-            return bool(S.sessionqueue)
-        handlers = S.Session.bmc_handlers.get(myaddr)
-        if not handlers:
-            return False
-        for sess in list(handlers.values()):
-            if getattr(sess, 'pktqueue', None):
-                return True
-        return False
 
     def _io_wait(timeout, myaddr=None, evq=None):
         evt = threading.Event()
@@ -243,7 +258,7 @@ def _fix_lost_wakeup(S):
         S.ioqueue.append((deadline, evt, myaddr))
         # The fix: a reply may have been queued between the caller's check of
         # its queue and the registration above; nobody would wake us for it.
-        if evq is None and _queued_for(myaddr):
+        if evq is None and _queued_for(S, myaddr):
             return
         # The second fix: wait on our own timeout.  pyghmi sent a datagram to its I/O thread here (on
         # nearly every call) so that the thread would shorten its select and wake us at the deadline:
@@ -256,6 +271,57 @@ def _fix_lost_wakeup(S):
     _io_wait._ingot_original = orig
     S._io_wait = _io_wait
     _APPLIED['lost_wakeup'] = True
+
+
+def _fix_login_wait(S):
+    """A thread logging in waits for packets from its own BMC only (see the module docstring)."""
+    sess_cls = S.Session
+    orig_init = sess_cls.__init__
+    orig_poller = S._poller
+    orig_sync_login = sess_cls._sync_login
+
+    def __init__(self, *args, **kwargs):
+        previous = getattr(_THREAD, 'logging_in', None)
+        _THREAD.logging_in = self
+        try:
+            orig_init(self, *args, **kwargs)
+        finally:
+            _THREAD.logging_in = previous
+
+    def _sync_login(self, response):
+        # The login ended (either way), maybe in another thread: wake the thread waiting for it.
+        evt = getattr(self, '_ingot_login_waiter', None)
+        if evt is not None:
+            evt.set()
+        return orig_sync_login(self, response)
+
+    def _poller(timeout=0):
+        if S.sessionqueue:
+            return True
+        sess = getattr(_THREAD, 'logging_in', None)
+        addrs = getattr(sess, 'allsockaddrs', None) if sess is not None else None
+        if not addrs or len(addrs) != 1:
+            # Not logging in, or no packet sent yet, or a name with several addresses: pyghmi's wait.
+            S._io_wait(timeout)
+            return S.sessionqueue
+        evt = threading.Event()
+        sess._ingot_login_waiter = evt      # before the checks below: a login ending now sets it
+        deadline = timeout + S._monotonic_time()
+        S.ioqueue.append((deadline, evt, addrs[0]))
+        if S.sessionqueue or _queued_for(S, addrs[0]) or not sess.logging or sess.broken:
+            return S.sessionqueue
+        evt.wait(max(0.0, min(timeout, LOGIN_WAIT_CAP)))
+        return S.sessionqueue
+
+    # Each one once (idempotent, and a test may restore one of them alone).
+    if not is_fixed(orig_init):
+        sess_cls.__init__ = _mark(__init__)
+    if not is_fixed(orig_sync_login):
+        sess_cls._sync_login = _mark(_sync_login)
+    if not is_fixed(orig_poller):
+        _poller._ingot_original = orig_poller
+        S._poller = _mark(_poller)
+    _APPLIED['login_wait'] = True
 
 
 def _fix_recv_mode(S):
@@ -709,6 +775,7 @@ def apply(groups=(CLIENT,), force=False):
         from pyghmi.ipmi.private import session as S
         if CLIENT in groups:
             _fix_lost_wakeup(S)
+            _fix_login_wait(S)
             _fix_recv_mode(S)
             _fix_session_policy(S)
         if IO in groups:

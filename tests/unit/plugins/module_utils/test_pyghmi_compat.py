@@ -29,8 +29,8 @@ from pyghmi.ipmi.private import session as S
 from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import run_with_deadline
 
-FIXED = ('_io_wait', '_io_recvfrom')
-FIXED_SESSION = ('_initsession', '_got_channel_auth_cap')
+FIXED = ('_io_wait', '_poller', '_io_recvfrom')
+FIXED_SESSION = ('_initsession', '_got_channel_auth_cap', '__init__', '_sync_login')
 
 
 def fixed_functions():
@@ -72,7 +72,7 @@ def test_the_pinned_and_documented_pyghmi_are_tested_versions():
 def test_importing_the_client_applied_every_fix():
     assert bmc.HAS_PYGHMI
     applied = pyghmi_compat.applied()
-    for fix in ('lost_wakeup', 'recv_dontwait', 'session_policy'):
+    for fix in ('lost_wakeup', 'login_wait', 'recv_dontwait', 'session_policy'):
         assert applied.get(fix) is True, fix
     assert applied['version'] == version('pyghmi')
     for fn in fixed_functions():
@@ -350,6 +350,63 @@ def test_io_wait_wakes_itself_at_its_timeout_without_waking_the_io_thread(io_glo
             io_sock.recvfrom(100)                                  # no wake-up datagram was sent
     finally:
         io_sock.close()
+
+
+class _LoggingIn:
+    """A client session in the middle of its login, as pyghmi's Session.__init__ loop sees it."""
+
+    def __init__(self):
+        self.allsockaddrs = [ADDR]
+        self.logging = True
+        self.broken = False
+
+
+def test_a_thread_logging_in_waits_for_its_own_bmc_only(io_globals, monkeypatch):
+    # pyghmi's _poller waits for a packet from any BMC: N threads logging in woke each other N times.
+    monkeypatch.setattr(pyghmi_compat, "LOGIN_WAIT_CAP", 30.0)
+    sess = _LoggingIn()
+    out = {}
+
+    def login_loop_iteration():
+        pyghmi_compat._THREAD.logging_in = sess
+        out['polled'] = S._poller(30)
+
+    worker = threading.Thread(target=login_loop_iteration, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not S.ioqueue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [entry[2] for entry in S.ioqueue] == [ADDR]          # directed at its BMC, not at any packet
+    worker.join(0.2)
+    assert worker.is_alive()
+    # Another thread processes the last packet of this login: the waiting thread is woken at once.
+    S.Session._sync_login(sess, {'success': True})
+    worker.join(5.0)
+    assert not worker.is_alive() and not out['polled']
+
+
+def test_a_thread_not_logging_in_keeps_pyghmis_wait_for_any_packet(io_globals):
+    def poll():
+        pyghmi_compat._THREAD.logging_in = None
+        return S._poller(30)
+
+    S.sessionqueue.append(_QueuedSession([(b'pkt', ADDR)]))
+    assert _returns_within(poll, 1.0)
+    S.sessionqueue.clear()
+    assert not _returns_within(poll, 0.2)
+    assert [entry[2] for entry in S.ioqueue] == [None]
+    S.ioqueue[0][1].set()
+
+
+def test_a_login_already_over_does_not_wait(io_globals):
+    sess = _LoggingIn()
+    sess.logging = False
+
+    def login_loop_iteration():
+        pyghmi_compat._THREAD.logging_in = sess
+        return S._poller(30)
+
+    assert _returns_within(login_loop_iteration, 1.0)
 
 
 def test_pyghmis_own_io_wait_still_sleeps_through_a_queued_packet(io_globals):

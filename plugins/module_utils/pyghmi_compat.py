@@ -754,6 +754,31 @@ def expire_idle_sessions(max_idle, now=None):
     return closed
 
 
+def warm_up(hosts=('127.0.0.1', 'localhost')):
+    """Do once, in a process that is going to fork (Ansible's controller before it forks a worker per
+    host), the first-use work of the libraries every IPMI session needs: OpenSSL looks up the AES-CBC,
+    HMAC-SHA1 and HMAC-SHA256 implementations on their first use, and the resolver loads its
+    configuration on the first ``getaddrinfo``. Done in the parent, every forked worker inherits it
+    instead of repeating it (in the per-host form: a worker per host). It uses the very objects pyghmi's
+    session uses, and opens no session, socket or thread (none of them would survive a fork)."""
+    try:
+        S = _session_module()
+        key = b'\x00' * 16
+        cipher = S.Cipher(algorithm=S.algorithms.AES(key), mode=S.modes.CBC(key), backend=S.Session._crypto_backend)
+        encrypted = cipher.encryptor().update(key)
+        cipher.decryptor().update(encrypted)
+        for digest in (hashlib.sha1, hashlib.sha256):
+            hmac.new(key, key, digest).digest()
+        os.urandom(16)
+        for host in hosts:
+            try:
+                socket.getaddrinfo(host, 623, 0, socket.SOCK_DGRAM)
+            except (socket.error, UnicodeError):
+                pass
+    except Exception:  # pragma: no cover - only ever an optimisation
+        log.debug('pyghmi_compat.warm_up failed', exc_info=True)
+
+
 def apply(groups=(CLIENT,), force=False):
     """Apply the fixes of ``groups`` once; safe to call many times and from many threads.
 

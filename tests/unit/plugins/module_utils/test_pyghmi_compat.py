@@ -18,6 +18,8 @@ import os
 import re
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from importlib.metadata import version
@@ -474,3 +476,34 @@ def test_pyghmis_own_recv_still_changes_the_socket_mode(udp_pair):
     rx.setblocking(True)
     assert S._io_recvfrom._ingot_original(rx, 3000) is None
     assert rx.getblocking() is False
+
+
+# ---------------------------------------------------------------- warm-up before fork
+def test_warm_up_opens_no_socket_session_or_thread(monkeypatch):
+    # It runs in Ansible's controller before it forks: a thread, socket or session made there would be
+    # inherited by every worker in a state that no longer works (no I/O thread in the child).
+    threads = set(threading.enumerate())
+    sockets = list(S.iosockets)
+    handlers = dict(S.Session.bmc_handlers)
+    opened = []
+    real_socket = socket.socket
+    monkeypatch.setattr(socket, 'socket', lambda *a, **k: opened.append(a) or real_socket(*a, **k))
+    pyghmi_compat.warm_up()
+    assert set(threading.enumerate()) == threads
+    assert S.iosockets == sockets and S.Session.bmc_handlers == handlers and not opened
+
+
+def test_the_bmc_action_plugin_warms_up_when_ansible_loads_it():
+    # In a fresh interpreter: the plugin's module-level code is what runs in Ansible's controller.
+    root = os.path.abspath(os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..', '..', '..', '..'))
+    code = (
+        'from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder\n'
+        '_AnsibleCollectionFinder(paths=[%r])._install()\n'
+        'from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat\n'
+        'calls = []\n'
+        'pyghmi_compat.warm_up = lambda *a, **k: calls.append(a)\n'
+        'from ansible_collections.ingot.metal.plugins.plugin_utils import bmc_action\n'
+        'print(len(calls))\n' % root)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '1'

@@ -26,18 +26,21 @@ import time
 import traceback
 import uuid
 
+from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat
+from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
+
 PYGHMI_IMPORT_ERROR = None
 try:
     from pyghmi import exceptions as pyghmi_exc
-    from pyghmi.ipmi import command as ipmi_command
-    from pyghmi.redfish import command as redfish_command
+    # pyghmi's OEM code (two thirds of importing pyghmi) only on the first OEM lookup, and its Redfish client
+    # only when a Redfish BMC is used: Ansible's controller imports this for every play with a BMC task.
+    with pyghmi_compat.deferred_oem_lookup():
+        from pyghmi.ipmi import command as ipmi_command
+    redfish_command = pyghmi_compat.lazy_module('pyghmi.redfish.command')
     HAS_PYGHMI = True
 except ImportError:  # pragma: no cover - exercised by the modules' error path
     HAS_PYGHMI = False
     PYGHMI_IMPORT_ERROR = traceback.format_exc()
-
-from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat
-from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
 
 if HAS_PYGHMI:
     pyghmi_compat.apply()
@@ -339,7 +342,8 @@ class BmcClient:
         kwargs = {'port': self.port}
         if self.sysurl:
             kwargs['sysurl'] = self.sysurl
-        return redfish_command.Command(self.host, self.user, self.password, self._verify_callback(), **kwargs)
+        return pyghmi_compat.loaded(redfish_command).Command(self.host, self.user, self.password,
+                                                              self._verify_callback(), **kwargs)
 
     def _logout(self, cmd):
         """End a session, best effort and bounded."""

@@ -46,6 +46,10 @@ Groups of patches (``apply(groups)``):
   addresses still waits for any). Packets of other sessions are still
   processed by whichever thread wakes, as in pyghmi; timers still end
   the wait (``wait_for_rsp`` passes the earliest retry deadline).
+* the clock: ``_monotonic_time`` is ``os.times()[4]``, a system call (about
+  1 us, some 50 times per session) with a resolution of one clock tick
+  (10 ms). Patched: ``time.monotonic`` (no system call, same meaning: only
+  differences of it are used), in ``util``, ``session`` and ``console``.
 * quirk 6, blocking-mode race: ``_io_sendto`` switches the shared socket to
   blocking mode from the caller's thread while the I/O thread receives; the
   I/O thread then blocks in ``recvfrom`` and the whole process stops.
@@ -126,6 +130,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -150,6 +155,7 @@ RMCP_STATUS_UNAUTHORIZED_NAME = 0x0D
 RMCP_STATUS_INVALID_INTEGRITY_CHECK = 0x0F
 
 log = logging.getLogger('ingot.metal.pyghmi_compat')
+_monotonic = time.monotonic
 
 _LOCK = threading.Lock()
 _APPLIED = {}
@@ -322,6 +328,26 @@ def _fix_login_wait(S):
         _poller._ingot_original = orig_poller
         S._poller = _mark(_poller)
     _APPLIED['login_wait'] = True
+
+
+def _fix_clock(S):
+    """pyghmi's clock: ``time.monotonic`` instead of ``os.times()[4]`` (see the module docstring)."""
+    from pyghmi.ipmi.private import util
+    if is_fixed(S._monotonic_time):
+        return
+    orig = util._monotonic_time
+
+    def _monotonic_time():
+        return _monotonic()
+
+    _monotonic_time._ingot_original = orig
+    _mark(_monotonic_time)
+    util._monotonic_time = _monotonic_time
+    S._monotonic_time = _monotonic_time
+    console = sys.modules.get('pyghmi.ipmi.console')
+    if console is not None and getattr(console, '_monotonic_time', None) is orig:
+        console._monotonic_time = _monotonic_time
+    _APPLIED['monotonic_clock'] = True
 
 
 def _fix_recv_mode(S):
@@ -754,6 +780,71 @@ def expire_idle_sessions(max_idle, now=None):
     return closed
 
 
+# -- imports: pyghmi's OEM code and Redfish client only when needed ---------------------------------
+
+_OEM_LOOKUP = 'pyghmi.ipmi.oem.lookup'
+_IMPORT_LOCK = threading.Lock()
+
+
+def _deferred_get_oem_handler(*args, **kwargs):
+    """pyghmi's ``get_oem_handler``, imported on its first call (see :func:`deferred_oem_lookup`)."""
+    import importlib
+    lookup = importlib.import_module(_OEM_LOOKUP)
+    return lookup.get_oem_handler(*args, **kwargs)
+
+
+_mark(_deferred_get_oem_handler)
+
+
+@contextlib.contextmanager
+def deferred_oem_lookup():
+    """Import ``pyghmi.ipmi.command`` inside this block without ``pyghmi.ipmi.oem.lookup``.
+
+    ``command`` imports ``get_oem_handler`` from ``lookup``, which imports every OEM's code (Lenovo's
+    pulls in an HTTPS client and more): about two thirds of the CPU of importing pyghmi, which
+    Ansible's controller pays for every play with a BMC task, while only ``Command.oem_init`` (FRU,
+    sensors, pyghmi's own power and boot helpers) ever calls it. Inside the block ``lookup`` is a stand-in
+    whose ``get_oem_handler`` imports the real module on its first call; the stand-in leaves
+    ``sys.modules`` at the end of the block, so any other import gets the real module. Only on a tested
+    pyghmi, and only when ``command`` is not imported yet (otherwise a no-op)."""
+    if (not version_tested() or _OEM_LOOKUP in sys.modules or 'pyghmi.ipmi.command' in sys.modules):
+        yield
+        return
+    import types
+    stand_in = types.ModuleType(_OEM_LOOKUP)
+    stand_in.get_oem_handler = _deferred_get_oem_handler
+    sys.modules[_OEM_LOOKUP] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(_OEM_LOOKUP) is stand_in:
+            del sys.modules[_OEM_LOOKUP]
+    _APPLIED['deferred_oem_lookup'] = True
+
+
+def lazy_module(name):
+    """Module ``name``, executed on its first use (``importlib.util.LazyLoader``); load it with
+    :func:`loaded` before use from threads (a lazy module's first load is not thread-safe on Python 3.11)."""
+    import importlib.util
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ImportError('No module named %r' % name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def loaded(module):
+    """``module`` (from :func:`lazy_module`) executed, by one thread at a time."""
+    with _IMPORT_LOCK:
+        getattr(module, '__dict__')    # any attribute executes a lazy module
+    return module
+
+
 def warm_up(hosts=('127.0.0.1', 'localhost')):
     """Do once, in a process that is going to fork (Ansible's controller before it forks a worker per
     host), the first-use work of the libraries every IPMI session needs: OpenSSL looks up the AES-CBC,
@@ -799,6 +890,7 @@ def apply(groups=(CLIENT,), force=False):
             return applied()
         from pyghmi.ipmi.private import session as S
         if CLIENT in groups:
+            _fix_clock(S)
             _fix_lost_wakeup(S)
             _fix_login_wait(S)
             _fix_recv_mode(S)

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import json
 import os
 import re
 import select
@@ -31,7 +32,7 @@ from pyghmi.ipmi.private import session as S
 from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import run_with_deadline
 
-FIXED = ('_io_wait', '_poller', '_io_recvfrom')
+FIXED = ('_io_wait', '_poller', '_io_recvfrom', '_monotonic_time')
 FIXED_SESSION = ('_initsession', '_got_channel_auth_cap', '__init__', '_sync_login')
 
 
@@ -74,7 +75,7 @@ def test_the_pinned_and_documented_pyghmi_are_tested_versions():
 def test_importing_the_client_applied_every_fix():
     assert bmc.HAS_PYGHMI
     applied = pyghmi_compat.applied()
-    for fix in ('lost_wakeup', 'login_wait', 'recv_dontwait', 'session_policy'):
+    for fix in ('monotonic_clock', 'lost_wakeup', 'login_wait', 'recv_dontwait', 'session_policy'):
         assert applied.get(fix) is True, fix
     assert applied['version'] == version('pyghmi')
     for fn in fixed_functions():
@@ -103,7 +104,7 @@ def test_apply_from_many_threads_at_once_patches_once():
 def test_the_fixes_wrap_pyghmis_own_functions():
     for name in FIXED:
         original = getattr(S, name)._ingot_original
-        assert original.__module__ == 'pyghmi.ipmi.private.session'
+        assert original.__module__ in ('pyghmi.ipmi.private.session', 'pyghmi.ipmi.private.util')
         assert not getattr(original, '_ingot_fixed', False)
 
 
@@ -507,3 +508,38 @@ def test_the_bmc_action_plugin_warms_up_when_ansible_loads_it():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '1'
+
+
+# ---------------------------------------------------------------- the clock
+def test_pyghmis_clock_is_time_monotonic_everywhere_it_is_read():
+    from pyghmi.ipmi.private import util
+    assert pyghmi_compat.is_fixed(util._monotonic_time) and pyghmi_compat.is_fixed(S._monotonic_time)
+    # os.times()[4] counts clock ticks (10 ms) from another origin: it would be neither this close nor this fine
+    for dummy in range(3):
+        assert abs(S._monotonic_time() - time.monotonic()) < 0.002
+        assert abs(util._monotonic_time() - time.monotonic()) < 0.002
+    assert S._monotonic_time._ingot_original() % 0.01 < 1e-6 or S._monotonic_time._ingot_original() % 0.01 > 0.01 - 1e-6
+
+
+# ---------------------------------------------------------------- imports deferred
+def test_importing_the_client_leaves_pyghmis_oem_code_and_redfish_client_until_used():
+    root = os.path.abspath(os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..', '..', '..', '..'))
+    code = (
+        'import json, sys\n'
+        'from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder\n'
+        '_AnsibleCollectionFinder(paths=[%r])._install()\n'
+        'from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat\n'
+        'out = {"lenovo_at_import": "pyghmi.ipmi.oem.lenovo.handler" in sys.modules,\n'
+        '       "https_at_import": "pyghmi.util.webclient" in sys.modules}\n'
+        'handler, known = bmc.ipmi_command.get_oem_handler({"manufacturer_id": 0, "product_id": 0}, None)\n'
+        'from pyghmi.ipmi.oem import lookup\n'
+        'out["generic"] = type(handler).__module__ == "pyghmi.ipmi.oem.generic" and not known\n'
+        'out["real_lookup"] = 20301 in lookup.oemmap and sys.modules["pyghmi.ipmi.oem.lookup"] is lookup\n'
+        'out["redfish"] = pyghmi_compat.loaded(bmc.redfish_command).Command.__module__\n'
+        'out["applied"] = pyghmi_compat.applied().get("deferred_oem_lookup")\n'
+        'print(json.dumps(out))\n' % root)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {'lenovo_at_import': False, 'https_at_import': False, 'generic': True,
+                                      'real_lookup': True, 'redfish': 'pyghmi.redfish.command', 'applied': True}
+

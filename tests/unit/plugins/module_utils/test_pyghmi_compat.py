@@ -494,20 +494,25 @@ def test_warm_up_opens_no_socket_session_or_thread(monkeypatch):
     assert S.iosockets == sockets and S.Session.bmc_handlers == handlers and not opened
 
 
+def _fresh_python(body):
+    """Run the code ``body`` in a fresh interpreter that imports this collection; return what it printed."""
+    root = os.path.abspath(os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..', '..', '..', '..'))
+    code = ('from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder\n'
+            '_AnsibleCollectionFinder(paths=[%r])._install()\n' % root) + body
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_the_bmc_action_plugin_warms_up_when_ansible_loads_it():
     # In a fresh interpreter: the plugin's module-level code is what runs in Ansible's controller.
-    root = os.path.abspath(os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..', '..', '..', '..'))
-    code = (
-        'from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder\n'
-        '_AnsibleCollectionFinder(paths=[%r])._install()\n'
+    printed = _fresh_python(
         'from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat\n'
         'calls = []\n'
         'pyghmi_compat.warm_up = lambda *a, **k: calls.append(a)\n'
         'from ansible_collections.ingot.metal.plugins.plugin_utils import bmc_action\n'
-        'print(len(calls))\n' % root)
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == '1'
+        'print(len(calls))\n')
+    assert printed.strip() == '1'
 
 
 # ---------------------------------------------------------------- the clock
@@ -523,11 +528,8 @@ def test_pyghmis_clock_is_time_monotonic_everywhere_it_is_read():
 
 # ---------------------------------------------------------------- imports deferred
 def test_importing_the_client_leaves_pyghmis_oem_code_and_redfish_client_until_used():
-    root = os.path.abspath(os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..', '..', '..', '..'))
-    code = (
+    printed = _fresh_python(
         'import json, sys\n'
-        'from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder\n'
-        '_AnsibleCollectionFinder(paths=[%r])._install()\n'
         'from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat\n'
         'out = {"lenovo_at_import": "pyghmi.ipmi.oem.lenovo.handler" in sys.modules,\n'
         '       "https_at_import": "pyghmi.util.webclient" in sys.modules}\n'
@@ -537,9 +539,6 @@ def test_importing_the_client_leaves_pyghmis_oem_code_and_redfish_client_until_u
         'out["real_lookup"] = 20301 in lookup.oemmap and sys.modules["pyghmi.ipmi.oem.lookup"] is lookup\n'
         'out["redfish"] = pyghmi_compat.loaded(bmc.redfish_command).Command.__module__\n'
         'out["applied"] = pyghmi_compat.applied().get("deferred_oem_lookup")\n'
-        'print(json.dumps(out))\n' % root)
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {'lenovo_at_import': False, 'https_at_import': False, 'generic': True,
-                                      'real_lookup': True, 'redfish': 'pyghmi.redfish.command', 'applied': True}
-
+        'print(json.dumps(out))\n')
+    assert json.loads(printed) == {'lenovo_at_import': False, 'https_at_import': False, 'generic': True,
+                                   'real_lookup': True, 'redfish': 'pyghmi.redfish.command', 'applied': True}

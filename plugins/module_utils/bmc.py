@@ -342,8 +342,8 @@ class BmcClient:
         kwargs = {'port': self.port}
         if self.sysurl:
             kwargs['sysurl'] = self.sysurl
-        return pyghmi_compat.loaded(redfish_command).Command(self.host, self.user, self.password,
-                                                              self._verify_callback(), **kwargs)
+        command = pyghmi_compat.loaded(redfish_command)
+        return command.Command(self.host, self.user, self.password, self._verify_callback(), **kwargs)
 
     def _logout(self, cmd):
         """End a session, best effort and bounded."""

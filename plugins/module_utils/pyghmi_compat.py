@@ -50,6 +50,11 @@ Groups of patches (``apply(groups)``):
   1 us, some 50 times per session) with a resolution of one clock tick
   (10 ms). Patched: ``time.monotonic`` (no system call, same meaning: only
   differences of it are used), in ``util``, ``session`` and ``console``.
+* locks: ``with util.protect(lock)`` (some 40 times a session) built a
+  Python object whose ``__enter__``/``__exit__`` acquire and release
+  ``lock``. Patched: ``util.protect(lock)`` returns ``lock`` itself, whose
+  own ``with`` does the same in C. (pyghmi 1.6.19 uses ``protect`` only in
+  ``with``, never as the decorator it can also be.)
 * quirk 6, blocking-mode race: ``_io_sendto`` switches the shared socket to
   blocking mode from the caller's thread while the I/O thread receives; the
   I/O thread then blocks in ``recvfrom`` and the whole process stops.
@@ -348,6 +353,21 @@ def _fix_clock(S):
     if console is not None and getattr(console, '_monotonic_time', None) is orig:
         console._monotonic_time = _monotonic_time
     _APPLIED['monotonic_clock'] = True
+
+
+def _fix_protect():
+    """pyghmi's ``util.protect(lock)``: the lock itself (see the module docstring)."""
+    from pyghmi.ipmi.private import util
+    if is_fixed(util.protect):
+        return
+    orig = util.protect
+
+    def protect(lock):
+        return lock
+
+    protect._ingot_original = orig
+    util.protect = _mark(protect)
+    _APPLIED['protect'] = True
 
 
 def _fix_recv_mode(S):
@@ -891,6 +911,7 @@ def apply(groups=(CLIENT,), force=False):
         from pyghmi.ipmi.private import session as S
         if CLIENT in groups:
             _fix_clock(S)
+            _fix_protect()
             _fix_lost_wakeup(S)
             _fix_login_wait(S)
             _fix_recv_mode(S)

@@ -542,3 +542,25 @@ def test_importing_the_client_leaves_pyghmis_oem_code_and_redfish_client_until_u
         'print(json.dumps(out))\n')
     assert json.loads(printed) == {'lenovo_at_import': False, 'https_at_import': False, 'generic': True,
                                    'real_lookup': True, 'redfish': 'pyghmi.redfish.command', 'applied': True}
+
+
+# ---------------------------------------------------------------- locks
+def test_pyghmis_protect_is_the_lock_itself_and_still_excludes():
+    from pyghmi.ipmi.private import util
+    lock = threading.RLock()
+    assert pyghmi_compat.is_fixed(util.protect) and util.protect(lock) is lock
+    entered = threading.Event()
+    with util.protect(lock):
+        other = threading.Thread(target=lambda: (lock.acquire(), entered.set(), lock.release()), daemon=True)
+        other.start()
+        assert not entered.wait(0.2)      # held while inside the block
+    assert entered.wait(5.0)              # released at its end
+    # every use of protect in the pinned pyghmi is `with util.protect(...)`: none as a decorator
+    root = os.path.dirname(os.path.dirname(os.path.dirname(util.__file__)))
+    for folder, dummy, files in os.walk(root):
+        for name in files:
+            if name.endswith('.py'):
+                with open(os.path.join(folder, name)) as handle:
+                    for line in handle:
+                        if 'protect(' in line and 'util.protect(' in line:
+                            assert line.strip().startswith('with util.protect('), line

@@ -252,6 +252,12 @@ class _RunnerPool:
     MAX_IDLE = 64
 
     def __init__(self):
+        self._reset()
+        if hasattr(os, 'register_at_fork'):
+            # A child has one thread: none of these runners, and a lock another thread held stays held.
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self):
         self._lock = threading.Lock()
         self._idle = []
         self._pid = os.getpid()

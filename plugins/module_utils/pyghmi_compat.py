@@ -806,6 +806,15 @@ _OEM_LOOKUP = 'pyghmi.ipmi.oem.lookup'
 _IMPORT_LOCK = threading.Lock()
 
 
+def _new_import_lock():
+    global _IMPORT_LOCK
+    _IMPORT_LOCK = threading.Lock()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_new_import_lock)   # a lock another thread held at the fork stays held
+
+
 def _deferred_get_oem_handler(*args, **kwargs):
     """pyghmi's ``get_oem_handler``, imported on its first call (see :func:`deferred_oem_lookup`)."""
     import importlib

@@ -261,6 +261,43 @@ def test_run_with_deadline_works_in_a_forked_child_after_the_parent_used_it():
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def test_run_with_deadline_works_in_a_child_forked_while_another_thread_held_its_lock():
+    pool = bmc._RUNNERS
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with pool._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(5)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if run_with_deadline(lambda: 42, 5.0) == 42 else 2
+            except BaseException:
+                code = 3
+            finally:
+                os._exit(code)
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done, 'the child hung on a lock held at the fork'
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def test_call_gives_up_at_the_deadline_with_kind_timeout(lab):
     machine(lab)
     never = threading.Event()

@@ -244,10 +244,8 @@ def test_run_with_deadline_never_hands_a_call_to_a_thread_still_busy_with_one_it
         never.set()
 
 
-def test_run_with_deadline_works_in_a_forked_child_after_the_parent_used_it():
-    # Ansible forks its workers from a process that may have used it (the inventory plugin): the
-    # parent's idle threads are not in the child.
-    run_with_deadline(lambda: None, 5.0)
+def _run_with_deadline_in_a_forked_child(seconds=30):
+    """Fork; the child calls run_with_deadline once. True when it got the result, False when it failed or hung."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -257,8 +255,23 @@ def test_run_with_deadline_works_in_a_forked_child_after_the_parent_used_it():
             code = 3
         finally:
             os._exit(code)
-    _pid, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    deadline = time.monotonic() + seconds
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return False
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_run_with_deadline_works_in_a_forked_child_after_the_parent_used_it():
+    # Ansible forks its workers from a process that may have used it (the inventory plugin): the
+    # parent's idle threads are not in the child.
+    run_with_deadline(lambda: None, 5.0)
+    assert _run_with_deadline_in_a_forked_child()
 
 
 def test_run_with_deadline_works_in_a_child_forked_while_another_thread_held_its_lock():
@@ -270,32 +283,12 @@ def test_run_with_deadline_works_in_a_child_forked_while_another_thread_held_its
             holding.set()
             release.wait(10)
 
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
+    threading.Thread(target=hold, daemon=True).start()
     assert holding.wait(5)
     try:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = 0 if run_with_deadline(lambda: 42, 5.0) == 42 else 2
-            except BaseException:
-                code = 3
-            finally:
-                os._exit(code)
+        assert _run_with_deadline_in_a_forked_child(), 'the child hung on a lock held at the fork'
     finally:
         release.set()
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    if not done:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    assert done, 'the child hung on a lock held at the fork'
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def test_call_gives_up_at_the_deadline_with_kind_timeout(lab):

@@ -818,6 +818,10 @@ if hasattr(os, 'register_at_fork'):
 def _deferred_get_oem_handler(*args, **kwargs):
     """pyghmi's ``get_oem_handler``, imported on its first call (see :func:`deferred_oem_lookup`)."""
     import importlib
+    redfish = sys.modules.get('pyghmi.redfish.command')
+    if redfish is not None:
+        # Lenovo's OEM code uses pyghmi's Redfish client: executed first, under the lock (see lazy_module).
+        loaded(redfish)
     lookup = importlib.import_module(_OEM_LOOKUP)
     return lookup.get_oem_handler(*args, **kwargs)
 

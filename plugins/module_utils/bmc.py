@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import hashlib
 import math
+import os
 import random
 import re
 import socket
@@ -25,18 +26,21 @@ import time
 import traceback
 import uuid
 
+from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat
+from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
+
 PYGHMI_IMPORT_ERROR = None
 try:
     from pyghmi import exceptions as pyghmi_exc
-    from pyghmi.ipmi import command as ipmi_command
-    from pyghmi.redfish import command as redfish_command
+    # pyghmi's OEM code (two thirds of importing pyghmi) only on the first OEM lookup, and its Redfish client
+    # only when a Redfish BMC is used: Ansible's controller imports this for every play with a BMC task.
+    with pyghmi_compat.deferred_oem_lookup():
+        from pyghmi.ipmi import command as ipmi_command
+    redfish_command = pyghmi_compat.lazy_module('pyghmi.redfish.command')
     HAS_PYGHMI = True
 except ImportError:  # pragma: no cover - exercised by the modules' error path
     HAS_PYGHMI = False
     PYGHMI_IMPORT_ERROR = traceback.format_exc()
-
-from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat
-from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
 
 if HAS_PYGHMI:
     pyghmi_compat.apply()
@@ -197,25 +201,96 @@ PACER = _CommandPacer()
 _pause = time.sleep
 
 
+class _Runner:
+    """A daemon thread that runs the functions :func:`run_with_deadline` hands it, one at a time.
+
+    Starting a thread costs about as much CPU as a whole IPMI exchange (0.1-0.3 ms), and every BMC call
+    needs one; a runner is reused for the next call once it is done, so a fleet starts about as many
+    threads as it runs BMCs at once, not one per call.
+    """
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._cond = threading.Condition(threading.Lock())
+        self._job = None
+        self.thread = threading.Thread(target=self._loop, name='bmc-call')
+        self.thread.daemon = True
+        self.thread.start()
+
+    def submit(self, fn, name):
+        box = {}
+        done = threading.Event()
+        with self._cond:
+            self._job = (fn, box, done, name)
+            self._cond.notify()
+        return box, done
+
+    def _loop(self):
+        me = self.thread
+        while True:
+            with self._cond:
+                while self._job is None:
+                    self._cond.wait()
+                fn, box, done, name = self._job
+            me.name = name
+            try:
+                box['result'] = fn()
+            except BaseException as e:  # handed to the caller
+                box['error'] = e
+            fn = None
+            with self._cond:
+                self._job = None
+            keep = self._pool.release(self)
+            done.set()
+            if not keep:
+                return
+
+
+class _RunnerPool:
+    """Idle runners of this process (a forked child starts with none: its parent's threads are not in it)."""
+
+    MAX_IDLE = 64
+
+    def __init__(self):
+        self._reset()
+        if hasattr(os, 'register_at_fork'):
+            # A child has one thread: none of these runners, and a lock another thread held stays held.
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self):
+        self._lock = threading.Lock()
+        self._idle = []
+        self._pid = os.getpid()
+
+    def acquire(self):
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle, self._pid = [], os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return _Runner(self)
+
+    def release(self, runner):
+        """Keep ``runner`` for the next call; False when enough are idle (it then ends)."""
+        with self._lock:
+            if self._pid != os.getpid() or len(self._idle) >= self.MAX_IDLE:
+                return False
+            self._idle.append(runner)
+            return True
+
+
+_RUNNERS = _RunnerPool()
+
+
 def run_with_deadline(fn, timeout, name='bmc-call'):
     """Run ``fn()`` in a daemon thread and give up after ``timeout`` seconds.
 
     The thread is left behind when it overruns; being a daemon it never
-    keeps the process alive.
+    keeps the process alive. Threads are reused from call to call (see
+    :class:`_Runner`); one that overran is reused only once ``fn`` returned.
     """
-    box = {}
-
-    def target():
-        try:
-            box['result'] = fn()
-        except BaseException as e:  # handed to the caller below
-            box['error'] = e
-
-    t = threading.Thread(target=target, name=name)
-    t.daemon = True
-    t.start()
-    t.join(max(0.0, timeout))
-    if t.is_alive():
+    box, done = _RUNNERS.acquire().submit(fn, name)
+    if not done.wait(max(0.0, timeout)):
         raise _Deadline()
     if 'error' in box:
         raise box['error']
@@ -273,7 +348,8 @@ class BmcClient:
         kwargs = {'port': self.port}
         if self.sysurl:
             kwargs['sysurl'] = self.sysurl
-        return redfish_command.Command(self.host, self.user, self.password, self._verify_callback(), **kwargs)
+        command = pyghmi_compat.loaded(redfish_command)
+        return command.Command(self.host, self.user, self.password, self._verify_callback(), **kwargs)
 
     def _logout(self, cmd):
         """End a session, best effort and bounded."""

@@ -29,9 +29,32 @@ Groups of patches (``apply(groups)``):
 * quirk 5, lost wake-up: ``_io_wait`` registers its wake-up event only after
   the caller checked the packet queue, so a reply filed in between sleeps
   until the retry timer fires (0.5-1 s per command). Patched: after
-  registering, return at once when a packet for the waiter is already queued.
+  registering, return at once when a packet for the waiter is already queued;
+  and wait on the waiter's own timeout instead of sending the I/O thread a
+  wake-up datagram so that its select ends at the waiter's deadline (a send,
+  a select round and a thread hand-off on nearly every wait: CPU, not
+  latency, since the I/O thread wakes the waiter on its packet either way).
   (``_poller`` calls ``_io_wait`` through the module's globals, so it uses
   the fixed one with no patch of its own.)
+* thundering herd at login: a thread creating a ``Command`` waits for its
+  login in ``Session.wait_for_rsp``, whose ``_poller`` waits for a packet
+  from *any* BMC; with N threads logging in, every packet woke all N (each
+  then found no packet of its own and waited again): CPU grew with the
+  square of the concurrency. Patched: while a thread is in
+  ``Session.__init__``, ``_poller`` waits for packets from that session's
+  BMC address (once it sent its first packet; a name with several
+  addresses still waits for any). Packets of other sessions are still
+  processed by whichever thread wakes, as in pyghmi; timers still end
+  the wait (``wait_for_rsp`` passes the earliest retry deadline).
+* the clock: ``_monotonic_time`` is ``os.times()[4]``, a system call (about
+  1 us, some 50 times per session) with a resolution of one clock tick
+  (10 ms). Patched: ``time.monotonic`` (no system call, same meaning: only
+  differences of it are used), in ``util``, ``session`` and ``console``.
+* locks: ``with util.protect(lock)`` (some 40 times a session) built a
+  Python object whose ``__enter__``/``__exit__`` acquire and release
+  ``lock``. Patched: ``util.protect(lock)`` returns ``lock`` itself, whose
+  own ``with`` does the same in C. (pyghmi 1.6.19 uses ``protect`` only in
+  ``with``, never as the decorator it can also be.)
 * quirk 6, blocking-mode race: ``_io_sendto`` switches the shared socket to
   blocking mode from the caller's thread while the I/O thread receives; the
   I/O thread then blocks in ``recvfrom`` and the whole process stops.
@@ -112,6 +135,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -124,6 +148,9 @@ IO = 'io'
 SERVER = 'server'
 GROUPS = (CLIENT, IO, SERVER)
 DEFAULT_SESSION_IDLE_TIMEOUT = 60.0
+#: The longest a thread logging in sleeps between checks of its login (a safety net: the packets of
+#: its BMC and the end of its login wake it).
+LOGIN_WAIT_CAP = 0.5
 
 #: RMCP+ algorithm numbers of cipher suite 3, the only suite pyghmi's server implements.
 SUITE3_ALGORITHMS = (1, 1, 1)
@@ -133,6 +160,7 @@ RMCP_STATUS_UNAUTHORIZED_NAME = 0x0D
 RMCP_STATUS_INVALID_INTEGRITY_CHECK = 0x0F
 
 log = logging.getLogger('ingot.metal.pyghmi_compat')
+_monotonic = time.monotonic
 
 _LOCK = threading.Lock()
 _APPLIED = {}
@@ -215,21 +243,23 @@ def _policy_for(sess):
     return _POLICY.get((sess.bmc, int(sess.port)), {'hash': 1, 'allow_ipmi15': False})
 
 
+def _queued_for(S, myaddr):
+    """Is a packet queued for a waiter on ``myaddr`` (any session, when None)?"""
+    if myaddr is None:
+        return bool(S.sessionqueue)
+    handlers = S.Session.bmc_handlers.get(myaddr)
+    if not handlers:
+        return False
+    for sess in list(handlers.values()):
+        if getattr(sess, 'pktqueue', None):
+            return True
+    return False
+
+
 def _fix_lost_wakeup(S):
     orig = S._io_wait
     if getattr(orig, '_ingot_fixed', False):
         return
-
-    def _queued_for(myaddr):
-        if myaddr is None:
-            return bool(S.sessionqueue)
-        handlers = S.Session.bmc_handlers.get(myaddr)
-        if not handlers:
-            return False
-        for sess in list(handlers.values()):
-            if getattr(sess, 'pktqueue', None):
-                return True
-        return False
 
     def _io_wait(timeout, myaddr=None, evq=None):
         evt = threading.Event()
@@ -239,19 +269,105 @@ def _fix_lost_wakeup(S):
         S.ioqueue.append((deadline, evt, myaddr))
         # The fix: a reply may have been queued between the caller's check of
         # its queue and the registration above; nobody would wake us for it.
-        if evq is None and _queued_for(myaddr):
+        if evq is None and _queued_for(S, myaddr):
             return
-        if deadline < S.selectdeadline:
-            intsock = S.iosockets[0]
-            if hasattr(intsock, 'fd'):
-                intsock = intsock.fd
-            intsock.sendto(b'\x01', (S.myself, S.iosockets[0].getsockname()[1]))
-        evt.wait()
+        # The second fix: wait on our own timeout.  pyghmi sent a datagram to its I/O thread here (on
+        # nearly every call) so that the thread would shorten its select and wake us at the deadline:
+        # a send, a select round and a thread hand-off per wait, about a third of the CPU of an
+        # exchange.  The I/O thread still wakes us when a packet for us arrives (it reads ioqueue after
+        # every receive); at the deadline we wake by ourselves.
+        evt.wait(max(0.0, timeout))
 
     _io_wait._ingot_fixed = True
     _io_wait._ingot_original = orig
     S._io_wait = _io_wait
     _APPLIED['lost_wakeup'] = True
+
+
+def _fix_login_wait(S):
+    """A thread logging in waits for packets from its own BMC only (see the module docstring)."""
+    sess_cls = S.Session
+    orig_init = sess_cls.__init__
+    orig_poller = S._poller
+    orig_sync_login = sess_cls._sync_login
+
+    def __init__(self, *args, **kwargs):
+        previous = getattr(_THREAD, 'logging_in', None)
+        _THREAD.logging_in = self
+        try:
+            orig_init(self, *args, **kwargs)
+        finally:
+            _THREAD.logging_in = previous
+
+    def _sync_login(self, response):
+        # The login ended (either way), maybe in another thread: wake the thread waiting for it.
+        evt = getattr(self, '_ingot_login_waiter', None)
+        if evt is not None:
+            evt.set()
+        return orig_sync_login(self, response)
+
+    def _poller(timeout=0):
+        if S.sessionqueue:
+            return True
+        sess = getattr(_THREAD, 'logging_in', None)
+        addrs = getattr(sess, 'allsockaddrs', None) if sess is not None else None
+        if not addrs or len(addrs) != 1:
+            # Not logging in, or no packet sent yet, or a name with several addresses: pyghmi's wait.
+            S._io_wait(timeout)
+            return S.sessionqueue
+        evt = threading.Event()
+        sess._ingot_login_waiter = evt      # before the checks below: a login ending now sets it
+        deadline = timeout + S._monotonic_time()
+        S.ioqueue.append((deadline, evt, addrs[0]))
+        if S.sessionqueue or _queued_for(S, addrs[0]) or not sess.logging or sess.broken:
+            return S.sessionqueue
+        evt.wait(max(0.0, min(timeout, LOGIN_WAIT_CAP)))
+        return S.sessionqueue
+
+    # Each one once (idempotent, and a test may restore one of them alone).
+    if not is_fixed(orig_init):
+        sess_cls.__init__ = _mark(__init__)
+    if not is_fixed(orig_sync_login):
+        sess_cls._sync_login = _mark(_sync_login)
+    if not is_fixed(orig_poller):
+        _poller._ingot_original = orig_poller
+        S._poller = _mark(_poller)
+    _APPLIED['login_wait'] = True
+
+
+def _fix_clock(S):
+    """pyghmi's clock: ``time.monotonic`` instead of ``os.times()[4]`` (see the module docstring)."""
+    from pyghmi.ipmi.private import util
+    if is_fixed(S._monotonic_time):
+        return
+    orig = util._monotonic_time
+
+    def _monotonic_time():
+        return _monotonic()
+
+    _monotonic_time._ingot_original = orig
+    _mark(_monotonic_time)
+    util._monotonic_time = _monotonic_time
+    S._monotonic_time = _monotonic_time
+    console = sys.modules.get('pyghmi.ipmi.console')
+    if console is not None and getattr(console, '_monotonic_time', None) is orig:
+        console._monotonic_time = _monotonic_time
+    _APPLIED['monotonic_clock'] = True
+
+
+def _fix_protect():
+    """pyghmi's ``util.protect(lock)``: the lock itself (see the module docstring)."""
+    from pyghmi.ipmi.private import util
+    if is_fixed(util.protect):
+        return
+    orig = util.protect
+
+    def protect(lock):
+        return lock
+
+    protect._ingot_original = orig
+    util.protect = _mark(protect)
+    _APPLIED['protect'] = True
 
 
 def _fix_recv_mode(S):
@@ -684,6 +800,109 @@ def expire_idle_sessions(max_idle, now=None):
     return closed
 
 
+# -- imports: pyghmi's OEM code and Redfish client only when needed ---------------------------------
+
+_OEM_LOOKUP = 'pyghmi.ipmi.oem.lookup'
+_IMPORT_LOCK = threading.Lock()
+
+
+def _new_import_lock():
+    global _IMPORT_LOCK
+    _IMPORT_LOCK = threading.Lock()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_new_import_lock)   # a lock another thread held at the fork stays held
+
+
+def _deferred_get_oem_handler(*args, **kwargs):
+    """pyghmi's ``get_oem_handler``, imported on its first call (see :func:`deferred_oem_lookup`)."""
+    import importlib
+    redfish = sys.modules.get('pyghmi.redfish.command')
+    if redfish is not None:
+        # Lenovo's OEM code uses pyghmi's Redfish client: executed first, under the lock (see lazy_module).
+        loaded(redfish)
+    lookup = importlib.import_module(_OEM_LOOKUP)
+    return lookup.get_oem_handler(*args, **kwargs)
+
+
+_mark(_deferred_get_oem_handler)
+
+
+@contextlib.contextmanager
+def deferred_oem_lookup():
+    """Import ``pyghmi.ipmi.command`` inside this block without ``pyghmi.ipmi.oem.lookup``.
+
+    ``command`` imports ``get_oem_handler`` from ``lookup``, which imports every OEM's code (Lenovo's
+    pulls in an HTTPS client and more): about two thirds of the CPU of importing pyghmi, which
+    Ansible's controller pays for every play with a BMC task, while only ``Command.oem_init`` (FRU,
+    sensors, pyghmi's own power and boot helpers) ever calls it. Inside the block ``lookup`` is a stand-in
+    whose ``get_oem_handler`` imports the real module on its first call; the stand-in leaves
+    ``sys.modules`` at the end of the block, so any other import gets the real module. Only on a tested
+    pyghmi, and only when ``command`` is not imported yet (otherwise a no-op)."""
+    if (not version_tested() or _OEM_LOOKUP in sys.modules or 'pyghmi.ipmi.command' in sys.modules):
+        yield
+        return
+    import types
+    stand_in = types.ModuleType(_OEM_LOOKUP)
+    stand_in.get_oem_handler = _deferred_get_oem_handler
+    sys.modules[_OEM_LOOKUP] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(_OEM_LOOKUP) is stand_in:
+            del sys.modules[_OEM_LOOKUP]
+    _APPLIED['deferred_oem_lookup'] = True
+
+
+def lazy_module(name):
+    """Module ``name``, executed on its first use (``importlib.util.LazyLoader``); load it with
+    :func:`loaded` before use from threads (a lazy module's first load is not thread-safe on Python 3.11)."""
+    import importlib.util
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ImportError('No module named %r' % name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def loaded(module):
+    """``module`` (from :func:`lazy_module`) executed, by one thread at a time."""
+    with _IMPORT_LOCK:
+        getattr(module, '__dict__')    # any attribute executes a lazy module
+    return module
+
+
+def warm_up(hosts=('127.0.0.1', 'localhost')):
+    """Do once, in a process that is going to fork (Ansible's controller before it forks a worker per
+    host), the first-use work of the libraries every IPMI session needs: OpenSSL looks up the AES-CBC,
+    HMAC-SHA1 and HMAC-SHA256 implementations on their first use, and the resolver loads its
+    configuration on the first ``getaddrinfo``. Done in the parent, every forked worker inherits it
+    instead of repeating it (in the per-host form: a worker per host). It uses the very objects pyghmi's
+    session uses, and opens no session, socket or thread (none of them would survive a fork)."""
+    try:
+        S = _session_module()
+        key = b'\x00' * 16
+        cipher = S.Cipher(algorithm=S.algorithms.AES(key), mode=S.modes.CBC(key), backend=S.Session._crypto_backend)
+        encrypted = cipher.encryptor().update(key)
+        cipher.decryptor().update(encrypted)
+        for digest in (hashlib.sha1, hashlib.sha256):
+            hmac.new(key, key, digest).digest()
+        os.urandom(16)
+        for host in hosts:
+            try:
+                socket.getaddrinfo(host, 623, 0, socket.SOCK_DGRAM)
+            except (socket.error, UnicodeError):
+                pass
+    except Exception:  # pragma: no cover - only ever an optimisation
+        log.debug('pyghmi_compat.warm_up failed', exc_info=True)
+
+
 def apply(groups=(CLIENT,), force=False):
     """Apply the fixes of ``groups`` once; safe to call many times and from many threads.
 
@@ -704,7 +923,10 @@ def apply(groups=(CLIENT,), force=False):
             return applied()
         from pyghmi.ipmi.private import session as S
         if CLIENT in groups:
+            _fix_clock(S)
+            _fix_protect()
             _fix_lost_wakeup(S)
+            _fix_login_wait(S)
             _fix_recv_mode(S)
             _fix_session_policy(S)
         if IO in groups:

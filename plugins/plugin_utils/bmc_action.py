@@ -25,6 +25,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat
 from ansible_collections.ingot.metal.plugins.module_utils._secrets import mask_secrets
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import BMC_CONNECTION_SPEC, BMC_FLEET_ITEM_SPEC, HAS_PYGHMI
 from ansible_collections.ingot.metal.plugins.module_utils.bmc_actions import ARG_RULES, READ_ONLY, argument_spec, execute
@@ -57,6 +58,9 @@ def _plain(value):
 # One validator per operation, built once when Ansible's main process loads this plugin; the worker processes
 # it forks for each host's task inherit them.
 _VALIDATORS = dict((op, ArgumentSpecValidator(argument_spec(op), **ARG_RULES)) for op in READ_ONLY)
+if HAS_PYGHMI:
+    # Likewise the first-use work of the crypto and resolver libraries of every IPMI session (see warm_up).
+    pyghmi_compat.warm_up()
 
 
 def _validator(op):

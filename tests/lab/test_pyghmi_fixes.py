@@ -25,7 +25,7 @@ SERVER_ATTRIBUTES = [
 ]
 
 
-SHARED_FUNCTIONS = ('_io_wait', '_io_recvfrom', '_io_graball')
+SHARED_FUNCTIONS = ('_io_wait', '_poller', '_io_recvfrom', '_io_graball')
 
 
 def test_pinned_version_every_fix_applied_and_idempotent():

@@ -14,6 +14,7 @@ __metaclass__ = type
 import datetime
 import hashlib
 import json
+import os
 import socket
 import ssl
 import threading
@@ -225,6 +226,69 @@ def test_run_with_deadline_gives_up_on_a_function_that_never_returns():
         assert time.monotonic() - start < 10.0
     finally:
         never.set()
+
+
+def test_run_with_deadline_reuses_its_threads():
+    first = run_with_deadline(threading.current_thread, 5.0)
+    assert run_with_deadline(threading.current_thread, 5.0) is first   # (an ident may be reused; a Thread is not)
+    assert run_with_deadline(threading.current_thread, 5.0, name='bmc-node7').name == 'bmc-node7'
+
+
+def test_run_with_deadline_never_hands_a_call_to_a_thread_still_busy_with_one_it_gave_up():
+    never = threading.Event()
+    try:
+        with pytest.raises(bmc._Deadline):
+            run_with_deadline(never.wait, 0.1)
+        assert run_with_deadline(lambda: 42, 5.0) == 42   # another thread: the first one still waits
+    finally:
+        never.set()
+
+
+def _run_with_deadline_in_a_forked_child(seconds=30):
+    """Fork; the child calls run_with_deadline once. True when it got the result, False when it failed or hung."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if run_with_deadline(lambda: 42, 5.0) == 42 else 2
+        except BaseException:
+            code = 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + seconds
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return False
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_run_with_deadline_works_in_a_forked_child_after_the_parent_used_it():
+    # Ansible forks its workers from a process that may have used it (the inventory plugin): the
+    # parent's idle threads are not in the child.
+    run_with_deadline(lambda: None, 5.0)
+    assert _run_with_deadline_in_a_forked_child()
+
+
+def test_run_with_deadline_works_in_a_child_forked_while_another_thread_held_its_lock():
+    pool = bmc._RUNNERS
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with pool._lock:
+            holding.set()
+            release.wait(10)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert holding.wait(5)
+    try:
+        assert _run_with_deadline_in_a_forked_child(), 'the child hung on a lock held at the fork'
+    finally:
+        release.set()
 
 
 def test_call_gives_up_at_the_deadline_with_kind_timeout(lab):

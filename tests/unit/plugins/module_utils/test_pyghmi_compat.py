@@ -14,10 +14,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import json
 import os
 import re
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from importlib.metadata import version
@@ -29,8 +32,8 @@ from pyghmi.ipmi.private import session as S
 from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import run_with_deadline
 
-FIXED = ('_io_wait', '_io_recvfrom')
-FIXED_SESSION = ('_initsession', '_got_channel_auth_cap')
+FIXED = ('_io_wait', '_poller', '_io_recvfrom', '_monotonic_time')
+FIXED_SESSION = ('_initsession', '_got_channel_auth_cap', '__init__', '_sync_login')
 
 
 def fixed_functions():
@@ -72,7 +75,7 @@ def test_the_pinned_and_documented_pyghmi_are_tested_versions():
 def test_importing_the_client_applied_every_fix():
     assert bmc.HAS_PYGHMI
     applied = pyghmi_compat.applied()
-    for fix in ('lost_wakeup', 'recv_dontwait', 'session_policy'):
+    for fix in ('monotonic_clock', 'lost_wakeup', 'login_wait', 'recv_dontwait', 'session_policy'):
         assert applied.get(fix) is True, fix
     assert applied['version'] == version('pyghmi')
     for fn in fixed_functions():
@@ -101,7 +104,7 @@ def test_apply_from_many_threads_at_once_patches_once():
 def test_the_fixes_wrap_pyghmis_own_functions():
     for name in FIXED:
         original = getattr(S, name)._ingot_original
-        assert original.__module__ == 'pyghmi.ipmi.private.session'
+        assert original.__module__ in ('pyghmi.ipmi.private.session', 'pyghmi.ipmi.private.util')
         assert not getattr(original, '_ingot_fixed', False)
 
 
@@ -331,6 +334,84 @@ def test_io_wait_for_a_command_slot_is_not_short_circuited(io_globals):
     evq[0].set()
 
 
+def test_io_wait_wakes_itself_at_its_timeout_without_waking_the_io_thread(io_globals, monkeypatch):
+    # pyghmi sent its I/O thread a datagram on nearly every wait so that the thread's select would end
+    # at the waiter's deadline; the fix waits on its own timeout: no datagram, and no I/O thread needed.
+    io_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    io_sock.bind(('127.0.0.1', 0))
+    try:
+        monkeypatch.setattr(S, 'iosockets', [io_sock])
+        monkeypatch.setattr(S, 'myself', '127.0.0.1')
+        monkeypatch.setattr(S, 'selectdeadline', S._monotonic_time() + 300)   # the I/O thread in a long select
+        S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([])}
+        start = time.monotonic()
+        assert _returns_within(lambda: S._io_wait(0.2, myaddr=ADDR), 10.0)
+        assert time.monotonic() - start >= 0.15
+        assert _returns_within(lambda: S._io_wait(-1.0), 5.0)     # a deadline already past: no wait at all
+        io_sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            io_sock.recvfrom(100)                                  # no wake-up datagram was sent
+    finally:
+        io_sock.close()
+
+
+class _LoggingIn:
+    """A client session in the middle of its login, as pyghmi's Session.__init__ loop sees it."""
+
+    def __init__(self):
+        self.allsockaddrs = [ADDR]
+        self.logging = True
+        self.broken = False
+
+
+def test_a_thread_logging_in_waits_for_its_own_bmc_only(io_globals, monkeypatch):
+    # pyghmi's _poller waits for a packet from any BMC: N threads logging in woke each other N times.
+    monkeypatch.setattr(pyghmi_compat, "LOGIN_WAIT_CAP", 30.0)
+    sess = _LoggingIn()
+    out = {}
+
+    def login_loop_iteration():
+        pyghmi_compat._THREAD.logging_in = sess
+        out['polled'] = S._poller(30)
+
+    worker = threading.Thread(target=login_loop_iteration, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not S.ioqueue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [entry[2] for entry in S.ioqueue] == [ADDR]          # directed at its BMC, not at any packet
+    worker.join(0.2)
+    assert worker.is_alive()
+    # Another thread processes the last packet of this login: the waiting thread is woken at once.
+    S.Session._sync_login(sess, {'success': True})
+    worker.join(5.0)
+    assert not worker.is_alive() and not out['polled']
+
+
+def test_a_thread_not_logging_in_keeps_pyghmis_wait_for_any_packet(io_globals):
+    def poll():
+        pyghmi_compat._THREAD.logging_in = None
+        return S._poller(30)
+
+    S.sessionqueue.append(_QueuedSession([(b'pkt', ADDR)]))
+    assert _returns_within(poll, 1.0)
+    S.sessionqueue.clear()
+    assert not _returns_within(poll, 0.2)
+    assert [entry[2] for entry in S.ioqueue] == [None]
+    S.ioqueue[0][1].set()
+
+
+def test_a_login_already_over_does_not_wait(io_globals):
+    sess = _LoggingIn()
+    sess.logging = False
+
+    def login_loop_iteration():
+        pyghmi_compat._THREAD.logging_in = sess
+        return S._poller(30)
+
+    assert _returns_within(login_loop_iteration, 1.0)
+
+
 def test_pyghmis_own_io_wait_still_sleeps_through_a_queued_packet(io_globals):
     # The quirk itself, in the installed pyghmi: if this starts returning, the fix may be obsolete.
     S.Session.bmc_handlers[ADDR] = {47001: _QueuedSession([(b'pkt', ADDR)])}
@@ -396,3 +477,90 @@ def test_pyghmis_own_recv_still_changes_the_socket_mode(udp_pair):
     rx.setblocking(True)
     assert S._io_recvfrom._ingot_original(rx, 3000) is None
     assert rx.getblocking() is False
+
+
+# ---------------------------------------------------------------- warm-up before fork
+def test_warm_up_opens_no_socket_session_or_thread(monkeypatch):
+    # It runs in Ansible's controller before it forks: a thread, socket or session made there would be
+    # inherited by every worker in a state that no longer works (no I/O thread in the child).
+    threads = set(threading.enumerate())
+    sockets = list(S.iosockets)
+    handlers = dict(S.Session.bmc_handlers)
+    opened = []
+    real_socket = socket.socket
+    monkeypatch.setattr(socket, 'socket', lambda *a, **k: opened.append(a) or real_socket(*a, **k))
+    pyghmi_compat.warm_up()
+    assert set(threading.enumerate()) == threads
+    assert S.iosockets == sockets and S.Session.bmc_handlers == handlers and not opened
+
+
+def _fresh_python(body):
+    """Run the code ``body`` in a fresh interpreter that imports this collection; return what it printed."""
+    root = os.path.abspath(os.path.join(os.path.dirname(pyghmi_compat.__file__), '..', '..', '..', '..', '..'))
+    code = ('from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder\n'
+            '_AnsibleCollectionFinder(paths=[%r])._install()\n' % root) + body
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_the_bmc_action_plugin_warms_up_when_ansible_loads_it():
+    # In a fresh interpreter: the plugin's module-level code is what runs in Ansible's controller.
+    printed = _fresh_python(
+        'from ansible_collections.ingot.metal.plugins.module_utils import pyghmi_compat\n'
+        'calls = []\n'
+        'pyghmi_compat.warm_up = lambda *a, **k: calls.append(a)\n'
+        'from ansible_collections.ingot.metal.plugins.plugin_utils import bmc_action\n'
+        'print(len(calls))\n')
+    assert printed.strip() == '1'
+
+
+# ---------------------------------------------------------------- the clock
+def test_pyghmis_clock_is_time_monotonic_everywhere_it_is_read():
+    from pyghmi.ipmi.private import util
+    assert pyghmi_compat.is_fixed(util._monotonic_time) and pyghmi_compat.is_fixed(S._monotonic_time)
+    # os.times()[4] counts clock ticks (10 ms) from another origin: it would be neither this close nor this fine
+    for dummy in range(3):
+        assert abs(S._monotonic_time() - time.monotonic()) < 0.002
+        assert abs(util._monotonic_time() - time.monotonic()) < 0.002
+    assert S._monotonic_time._ingot_original() % 0.01 < 1e-6 or S._monotonic_time._ingot_original() % 0.01 > 0.01 - 1e-6
+
+
+# ---------------------------------------------------------------- imports deferred
+def test_importing_the_client_leaves_pyghmis_oem_code_and_redfish_client_until_used():
+    printed = _fresh_python(
+        'import json, sys\n'
+        'from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_compat\n'
+        'out = {"lenovo_at_import": "pyghmi.ipmi.oem.lenovo.handler" in sys.modules,\n'
+        '       "https_at_import": "pyghmi.util.webclient" in sys.modules}\n'
+        'handler, known = bmc.ipmi_command.get_oem_handler({"manufacturer_id": 0, "product_id": 0}, None)\n'
+        'from pyghmi.ipmi.oem import lookup\n'
+        'out["generic"] = type(handler).__module__ == "pyghmi.ipmi.oem.generic" and not known\n'
+        'out["real_lookup"] = 20301 in lookup.oemmap and sys.modules["pyghmi.ipmi.oem.lookup"] is lookup\n'
+        'out["redfish"] = pyghmi_compat.loaded(bmc.redfish_command).Command.__module__\n'
+        'out["applied"] = pyghmi_compat.applied().get("deferred_oem_lookup")\n'
+        'print(json.dumps(out))\n')
+    assert json.loads(printed) == {'lenovo_at_import': False, 'https_at_import': False, 'generic': True,
+                                   'real_lookup': True, 'redfish': 'pyghmi.redfish.command', 'applied': True}
+
+
+# ---------------------------------------------------------------- locks
+def test_pyghmis_protect_is_the_lock_itself_and_still_excludes():
+    from pyghmi.ipmi.private import util
+    lock = threading.RLock()
+    assert pyghmi_compat.is_fixed(util.protect) and util.protect(lock) is lock
+    entered = threading.Event()
+    with util.protect(lock):
+        other = threading.Thread(target=lambda: (lock.acquire(), entered.set(), lock.release()), daemon=True)
+        other.start()
+        assert not entered.wait(0.2)      # held while inside the block
+    assert entered.wait(5.0)              # released at its end
+    # every use of protect in the pinned pyghmi is `with util.protect(...)`: none as a decorator
+    root = os.path.dirname(os.path.dirname(os.path.dirname(util.__file__)))
+    for folder, dummy, files in os.walk(root):
+        for name in files:
+            if name.endswith('.py'):
+                with open(os.path.join(folder, name)) as handle:
+                    for line in handle:
+                        if 'protect(' in line and 'util.protect(' in line:
+                            assert line.strip().startswith('with util.protect('), line

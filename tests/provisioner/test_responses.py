@@ -55,8 +55,8 @@ def broken(real, mutate):
     ("node_dict", state_is_no_state, "/api/v1/nodes/n1", "response.state: Input should be"),
     ("list_nodes", first_item_macs_not_a_list, "/api/v1/nodes", "response.items.0.macs: Input should be a valid list"),
 ], ids=["image", "image-list", "node", "node-list"])
-def test_an_answer_that_does_not_fit_its_model_is_a_logged_500(app, client, admin, monkeypatch, caplog, target,
-                                                              mutate, path, fault):
+def test_an_answer_that_does_not_fit_its_model_is_a_logged_500(app, client, admin, monkeypatch, caplog,
+                                                               target, mutate, path, fault):
     assert client.post("/api/v1/images", json=IMAGE, headers=admin).status_code == 201
     assert client.post("/api/v1/nodes", json={"name": "n1", "macs": ["02:00:00:00:00:01"]},
                        headers=admin).status_code == 201

@@ -114,15 +114,27 @@ options:
     elements: raw
   bmc_concurrency:
     description:
-      - In the fleet form, how many BMCs are driven at once. From 1 to 1024.
+      - In the fleet form, how many BMCs are driven at once, in all its processes together. From 1 to 1024.
     type: int
     default: 32
+  bmc_processes:
+    description:
+      - In the fleet form, how many processes share the BMCs. An IPMI session costs CPU (its crypto and
+        packets are handled in Python), and one process uses one core at most, so a large fleet on a
+        controller with several cores is driven by several processes, forked from the task's own.
+      - C(0), the default, chooses one process per 50 BMCs (counting BMCs reached at the same address and
+        port once), at most one per core this process may run on. C(1) drives every BMC inside the task's own
+        process. From 0 to 64.
+      - Entries that reach the same BMC always share a process. A process that ends without a result (killed,
+        out of memory) fails each of its BMCs with a message that says their state is unknown.
+    type: int
+    default: 0
 notes:
   - Requires the Python library C(pyghmi) on the host that runs the task (normally the controller);
     this collection is tested with pyghmi 1.6.19 and patches known races of that version at run time.
   - >-
-    The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, one process, all sessions
-    concurrent. The per-host form with C(delegate_to: localhost) runs in the controller without shipping a
+    The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, all sessions concurrent,
+    in as many processes as O(bmc_processes) gives. The per-host form with C(delegate_to: localhost) runs in the controller without shipping a
     module, and is still several times faster than a module per host.
   - >-
     On the controller the action plugin runs the operation inside Ansible's worker process; set the variable

@@ -371,6 +371,8 @@ class InventoryModule(BaseInventoryPlugin, MemoizedConstructable, Cacheable):
             'bmcs': targets, 'gather': ['power'], 'bmc_user': self.get_option('bmc_user'),
             'bmc_password': self.get_option('bmc_password'), 'bmc_timeout': float(self.get_option('bmc_timeout')),
             'bmc_retries': 0, 'bmc_concurrency': int(self.get_option('bmc_concurrency')),
+            # In this process (Ansible's own, inside a deadline thread): no fork.
+            'bmc_processes': 1,
             'bmc_validate_certs': self.get_option('bmc_validate_certs'),
         }).validated_parameters
         try:

@@ -107,6 +107,7 @@ BMC_FLEET_ITEM_SPEC = dict(
 BMC_FLEET_SPEC = dict(
     bmcs=dict(type='list', elements='raw'),
     bmc_concurrency=dict(type='int', default=32),
+    bmc_processes=dict(type='int', default=0),
 )
 
 
@@ -197,6 +198,9 @@ class _CommandPacer:
 
 
 PACER = _CommandPacer()
+if hasattr(os, 'register_at_fork'):
+    # A forked child (the fleet form's processes) starts with its own lock: another thread may hold this one.
+    os.register_at_fork(after_in_child=lambda: setattr(PACER, '_lock', threading.Lock()))
 # The pacer's own sleep (not ``time.sleep`` looked up at call time: that one is the retry backoff's).
 _pause = time.sleep
 

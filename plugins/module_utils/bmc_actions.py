@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import pickle
 import socket
 import threading
 import time
@@ -89,6 +91,7 @@ def check_numbers(op, params, owner):
     """Refuse out-of-range timeouts and counts before any BMC is contacted."""
     check_connection_numbers(owner, params)
     check_number(owner, 'bmc_concurrency', params.get('bmc_concurrency'), 1, False, 1024)
+    check_number(owner, 'bmc_processes', params.get('bmc_processes'), 0, False, MAX_PROCESSES)
     for option, (minimum, strict, maximum) in OPERATION_NUMBERS[op].items():
         check_number(owner, option, params.get(option), minimum, strict, maximum)
 
@@ -322,6 +325,162 @@ def _address(merged, resolved):
     return (resolved[host], port)
 
 
+def _run_groups(op, groups, concurrency, check_mode):
+    """Run ``op`` on every entry of ``groups`` (lists of (name, params) that reach one BMC) in at most
+    ``concurrency`` threads of this process; returns name -> result."""
+    results = {}
+    lock = threading.Lock()
+    # Entries that reach the same BMC (address and port) under different names run one after the
+    # other in one worker: a BMC never gets two of our sessions or commands at once.
+    pending = list(reversed(groups))
+
+    def run(name, merged):
+        try:
+            res = _run_one(op, merged, check_mode, name)
+            res['failed'] = False
+        except BmcError as e:
+            res = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
+        except Exception as e:  # a bug must not lose the other BMCs' results
+            res = {'changed': False, 'failed': True, 'msg': 'BMC %s: internal error: %r' % (name, e),
+                   'error_kind': 'internal'}
+        with lock:
+            results[name] = res
+
+    def worker():
+        while True:
+            with lock:
+                if not pending:
+                    return
+                group = pending.pop()
+            for name, merged in group:
+                run(name, merged)
+
+    threads = [threading.Thread(target=worker, name='bmc-fleet-%d' % i)
+               for i in range(max(1, min(concurrency, len(pending) or 1)))]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+#: The automatic number of processes of a fleet gives each about this many BMCs at least: below it, the fork
+#: and the new process's first session cost more than a second core saves.
+BMCS_PER_PROCESS = 50
+MAX_PROCESSES = 64
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def fleet_processes(asked, groups):
+    """How many processes drive ``groups`` BMCs (see the ``bmc_processes`` option): ``asked``, or for 0 (None)
+    one per BMCS_PER_PROCESS, at most one per usable core; never more than there are BMCs. 1 when this process
+    cannot fork, or already has IPMI sessions (pyghmi's I/O thread and its tables would not be right in a
+    child)."""
+    if groups <= 1 or not hasattr(os, 'fork'):
+        return 1
+    count = int(asked or 0)
+    if count <= 0:
+        count = min(_usable_cores(), groups // BMCS_PER_PROCESS)
+    count = max(1, min(count, groups, MAX_PROCESSES))
+    if count > 1 and _pyghmi_sessions_started():
+        return 1
+    return count
+
+
+def _pyghmi_sessions_started():
+    import sys
+    session = sys.modules.get('pyghmi.ipmi.private.session')
+    return session is not None and getattr(session, 'iothread', None) is not None
+
+
+def _child_run(op, groups, concurrency, check_mode, write_fd):
+    """In a forked child: run the share, send its results to the parent, end without running anything of the
+    parent's (no atexit, no buffered output of the parent flushed twice)."""
+    code = 0
+    try:
+        try:
+            data = pickle.dumps(_run_groups(op, groups, concurrency, check_mode), pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            data = pickle.dumps({'__error__': repr(e)}, pickle.HIGHEST_PROTOCOL)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view):]
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except InterruptedError:  # pragma: no cover - retried by Python itself since 3.5
+            continue
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+
+
+def _run_in_processes(op, groups, concurrency, count, check_mode):
+    """Split ``groups`` over ``count`` processes: this one and ``count - 1`` forked children, each with its
+    share of the concurrency; returns (name -> result of every entry, a child's lost results included as
+    failures; how many processes ran)."""
+    shares = [groups[i::count] for i in range(count)]
+    per_share = max(1, -(-concurrency // count))
+    children = []
+    try:
+        for share in shares[1:]:
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_fd)
+                _child_run(op, share, per_share, check_mode, write_fd)
+            os.close(write_fd)
+            children.append((pid, read_fd, share))
+    except OSError:
+        # Could not fork (limits): whatever was not handed to a child runs here.
+        handed = set(id(share) for _pid, _fd, share in children)
+        mine = [g for share in shares for g in share if id(share) not in handed]
+        results = _run_groups(op, mine, concurrency, check_mode)
+    else:
+        results = _run_groups(op, shares[0], per_share, check_mode)
+    for pid, read_fd, share in children:
+        data = _read_all(read_fd)
+        os.close(read_fd)
+        _pid, status = os.waitpid(pid, 0)
+        got = None
+        try:
+            got = pickle.loads(data) if data else None
+        except Exception:
+            got = None
+        if isinstance(got, dict) and '__error__' not in got:
+            results.update(got)
+            continue
+        if os.WIFSIGNALED(status):
+            how = 'was killed by signal %d' % os.WTERMSIG(status)
+        elif isinstance(got, dict):
+            how = 'failed: %s' % got['__error__']
+        else:
+            how = 'ended (exit status %d) without a result' % os.WEXITSTATUS(status)
+        for group in share:
+            for name, _merged in group:
+                results[name] = {
+                    'changed': False, 'failed': True, 'error_kind': 'internal',
+                    'msg': 'BMC %s: the process of the fleet that drove it (pid %d) %s, so whether it was '
+                           'changed is unknown (check the controller\'s memory and logs, then run the task '
+                           'again: it only changes what still differs)' % (name, pid, how)}
+    return results, len(children) + 1
+
+
 def _fleet(op, params, check_mode):
     items = params['bmcs']
     resolved = {}
@@ -350,40 +509,13 @@ def _fleet(op, params, check_mode):
             groups[key] = []
             order.append(key)
         groups[key].append((name, merged))
-    results = {}
-    lock = threading.Lock()
-    # Entries that reach the same BMC (address and port) under different names run one after
-    # the other in one worker: a BMC never gets two of our sessions or commands at once.
-    pending = [groups[key] for key in reversed(order)]
-
-    def run(name, merged):
-        try:
-            res = _run_one(op, merged, check_mode, name)
-            res['failed'] = False
-        except BmcError as e:
-            res = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
-        except Exception as e:  # a bug must not lose the other BMCs' results
-            res = {'changed': False, 'failed': True, 'msg': 'BMC %s: internal error: %r' % (name, e),
-                   'error_kind': 'internal'}
-        with lock:
-            results[name] = res
-
-    def worker():
-        while True:
-            with lock:
-                if not pending:
-                    return
-                group = pending.pop()
-            for name, merged in group:
-                run(name, merged)
-
-    threads = [threading.Thread(target=worker, name='bmc-fleet-%d' % i)
-               for i in range(max(1, min(params.get('bmc_concurrency') or 32, len(pending) or 1)))]
-    for t in threads:
-        t.daemon = True
-        t.start()
-    for t in threads:
-        t.join()
+    pending = [groups[key] for key in order]
+    concurrency = params.get('bmc_concurrency') or 32
+    count = fleet_processes(params.get('bmc_processes'), len(pending))
+    if count > 1:
+        results, count = _run_in_processes(op, pending, concurrency, count, check_mode)
+    else:
+        results = _run_groups(op, pending, concurrency, check_mode)
     for name, e in errors.items():
         results[name] = {'changed': False, 'failed': True, 'msg': e.message, 'error_kind': e.kind}
     diffs = dict((n, r.pop('diff')) for n, r in results.items() if 'diff' in r)
@@ -392,6 +524,7 @@ def _fleet(op, params, check_mode):
         'changed': any(r.get('changed') for r in results.values()),
         'bmcs': results,
         'failed_bmcs': failed,
+        'processes': count,
         'summary': {'total': len(results), 'changed': sum(1 for r in results.values() if r.get('changed')),
                     'failed': len(failed)},
     }

@@ -106,6 +106,11 @@ bmcs:
   returned: fleet form
   type: dict
   sample: {"node1": {"changed": false, "failed": false, "bmc_info": {"power": "on"}}}
+processes:
+  description: Fleet form. How many processes drove the BMCs (see O(bmc_processes)).
+  returned: fleet form
+  type: int
+  sample: 2
 failed_bmcs:
   description: Fleet form. Names of the BMCs that failed.
   returned: fleet form

@@ -147,6 +147,11 @@ bmcs:
   returned: fleet form
   type: dict
   sample: {"node1": {"changed": true, "failed": false, "power": "on"}}
+processes:
+  description: Fleet form. How many processes drove the BMCs (see O(bmc_processes)).
+  returned: fleet form
+  type: int
+  sample: 2
 failed_bmcs:
   description: Fleet form. Names of the BMCs that failed.
   returned: fleet form

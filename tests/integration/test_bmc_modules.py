@@ -25,7 +25,7 @@ PASSWORD = 'Bmc-Secret-pw-4711'
 
 @pytest.fixture(scope='module')
 def vlab(tmp_path_factory):
-    with start_lab(tmp_path_factory.mktemp('vlab'), n=40, password=PASSWORD, nics=2, soft_off_delay=1.0) as lab:
+    with start_lab(tmp_path_factory.mktemp('vlab'), n=46, password=PASSWORD, nics=2, soft_off_delay=1.0) as lab:
         lab.unused = [b.name for b in lab.bmcs]
         yield lab
 
@@ -197,6 +197,26 @@ def test_fleet_form_drives_a_group_in_one_task(vlab, take):
     assert res['summary'] == {'total': 4, 'changed': 4, 'failed': 0}
     assert all(power(vlab, n) == 'on' for n in names)
     assert run_playbook(fleet(task), inv).count('changed') == 0
+
+
+def test_fleet_in_several_processes_on_real_bmcs(vlab, take):
+    """bmc_processes=3: the BMCs are shared by the task's process and two forked ones; every BMC is driven
+    once, a failure in a child is reported as in one process, and the machines are really on."""
+    names = take(6)
+    wrong = names[4]
+    inv = inventory(vlab, names, **{wrong: {'bmc_password': 'not-the-Password-9'}})
+    task = {'name': 'fleet', 'ingot.metal.bmc_power': {
+        'state': 'on', 'bmcs': "{{ groups['rack'] }}", 'bmc_processes': 3}}
+    r = run_playbook(fleet(task), inv)
+    res = r.one('fleet').result
+    assert res['processes'] == 3, res
+    assert res['failed_bmcs'] == [wrong] and res['bmcs'][wrong]['error_kind'] == 'auth', res['bmcs'][wrong]
+    assert res['summary'] == {'total': 6, 'changed': 5, 'failed': 1}
+    assert [power(vlab, n) for n in names] == ['on' if n != wrong else 'off' for n in names]
+    assert [ipmitool_power(vlab, n) for n in names if n != wrong] == ['on'] * 5
+    assert 'not-the-Password-9' not in r.stdout
+    again = run_playbook(fleet(task), inv).one('fleet').result
+    assert again['summary'] == {'total': 6, 'changed': 0, 'failed': 1}
 
 
 def test_fleet_keeps_going_past_failures(vlab, take):

@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -567,6 +569,75 @@ def test_fleet_concurrency_is_respected(lab, concurrency):
     assert lab.max_in_flight == concurrency
 
 
+def _pid_of_each(monkeypatch, die_in_child=None):
+    """Make the info operation answer with the pid of the process that ran it (and kill a child that gets the
+    BMC ``die_in_child``)."""
+    parent = os.getpid()
+
+    def where(client, p, check_mode):
+        if client.host == die_in_child and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {'changed': False, 'bmc_info': {'pid': os.getpid()}}
+    monkeypatch.setitem(bmc_actions.OPERATIONS, 'info', where)
+    return parent
+
+
+def test_fleet_in_processes_runs_every_bmc_once_and_keeps_one_bmc_in_one_process(lab, monkeypatch):
+    parent = _pid_of_each(monkeypatch)
+    entries = [{'host': '10.0.11.%d' % i} for i in range(1, 7)]
+    entries.append({'host': '10.0.11.1', 'name': 'again'})   # the same BMC under another name
+    result = execute('info', fleet('info', entries, bmc_processes=3))
+    assert result['processes'] == 3
+    assert result['summary'] == {'total': 7, 'changed': 0, 'failed': 0}
+    pids = dict((n, r['bmc_info']['pid']) for n, r in result['bmcs'].items())
+    assert len(set(pids.values())) == 3 and parent in pids.values()
+    assert pids['again'] == pids['10.0.11.1']
+
+
+def test_fleet_in_processes_gives_the_same_results_as_in_one(lab):
+    for i in range(1, 9):
+        lab.add('10.0.12.%d' % i, password=PASSWORD, power='on' if i % 2 else 'off')
+    lab.add('10.0.12.9', password='another')
+    entries = [{'host': '10.0.12.%d' % i} for i in range(1, 10)]
+    one = execute('power', fleet('power', entries, state='on', bmc_processes=1), check_mode=True)
+    many = execute('power', fleet('power', entries, state='on', bmc_processes=4), check_mode=True)
+    assert (one['processes'], many['processes']) == (1, 4)
+    for result in (one, many):
+        del result['processes']
+    assert many == one
+    assert many['failed_bmcs'] == ['10.0.12.9'] and many['bmcs']['10.0.12.9']['error_kind'] == AUTH
+    assert many['summary'] == {'total': 9, 'changed': 4, 'failed': 1}
+
+
+def test_fleet_a_process_that_dies_fails_its_bmcs_and_loses_no_other_result(lab, monkeypatch):
+    parent = _pid_of_each(monkeypatch, die_in_child='10.0.13.2')
+    entries = [{'host': '10.0.13.%d' % i} for i in range(1, 5)]
+    result = execute('info', fleet('info', entries, bmc_processes=2))
+    # shares: 10.0.13.1 and .3 here, .2 and .4 in the child, which is killed at .2
+    assert result['failed_bmcs'] == ['10.0.13.2', '10.0.13.4']
+    for name in result['failed_bmcs']:
+        r = result['bmcs'][name]
+        assert r['error_kind'] == 'internal'
+        assert r['msg'].startswith('BMC %s: the process of the fleet that drove it' % name)
+        assert 'was killed by signal %d' % signal.SIGKILL in r['msg'] and 'unknown' in r['msg']
+    assert [result['bmcs'][n]['bmc_info']['pid'] for n in ('10.0.13.1', '10.0.13.3')] == [parent, parent]
+    assert '2 of 4 BMCs failed' in result['msg']
+
+
+@pytest.mark.parametrize('asked, groups, cores, expected', [
+    (0, 200, 2, 2), (0, 200, 8, 4), (0, 99, 8, 1), (0, 100, 8, 2), (0, 49, 8, 1), (0, 5000, 128, 64),
+    (None, 200, 2, 2), (3, 10, 1, 3), (5, 2, 8, 2), (1, 500, 8, 1), (2, 1, 8, 1),
+])
+def test_fleet_processes(monkeypatch, asked, groups, cores, expected):
+    monkeypatch.setattr(bmc_actions, '_usable_cores', lambda: cores)
+    assert bmc_actions.fleet_processes(asked, groups) == expected
+
+
+def test_fleet_processes_stay_one_once_this_process_has_ipmi_sessions(monkeypatch):
+    monkeypatch.setattr(bmc_actions, '_pyghmi_sessions_started', lambda: True)
+    assert bmc_actions.fleet_processes(4, 200) == 1
+
+
 def test_fleet_of_nothing():
     result = execute('info', params('info', bmcs=[]))
     assert result['bmcs'] == {} and result['summary'] == {'total': 0, 'changed': 0, 'failed': 0}
@@ -601,7 +672,7 @@ def test_boot_kept_as_asked_is_a_change_once():
 
 @pytest.mark.parametrize('option, value', [
     ('bmc_timeout', 0), ('bmc_timeout', -1), ('bmc_timeout', float('nan')), ('bmc_timeout', float('inf')),
-    ('bmc_retries', -1), ('bmc_concurrency', 0), ('bmc_concurrency', -4), ('bmc_port', 0), ('bmc_port', 70000),
+    ('bmc_retries', -1), ('bmc_concurrency', 0), ('bmc_concurrency', -4), ('bmc_processes', -1), ('bmc_processes', 65), ('bmc_port', 0), ('bmc_port', 70000),
     ('bmc_min_command_interval', -0.5), ('graceful_timeout', -1), ('wait_timeout', -5),
 ])
 def test_out_of_range_timeouts_and_counts_are_refused(lab, option, value):

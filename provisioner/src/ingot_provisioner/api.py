@@ -142,6 +142,16 @@ class BigFileResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
+def _file_under(root: str, path: str, missing: str) -> BigFileResponse:
+    """The regular file PATH inside the folder ROOT (symbolic links resolved first, so a link or a ``..`` that
+    leads out of ROOT is not found), or 404 with MISSING."""
+    root = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(root, path))
+    if not full.startswith(root + os.sep) or not os.path.isfile(full):
+        raise NotFound(missing)
+    return BigFileResponse(full, media_type="application/octet-stream")
+
+
 class Context:
     """What the handlers use: settings, database, renderer (rebindable, so tests reuse one app)."""
 
@@ -385,21 +395,13 @@ def create_app(settings: Settings, db: Optional[Database] = None, *, start_reape
     @boot.get("/images/{path:path}", response_class=Response,
               responses={200: text("application/octet-stream", "an image file", "binary"), **errors(403, 404, 422)})
     def image_file(path: Annotated[str, Path(max_length=1024)]):
-        root = os.path.realpath(ctx.settings.image_dir)
-        full = os.path.realpath(os.path.join(root, path))
-        if not full.startswith(root + os.sep) or not os.path.isfile(full):
-            raise NotFound(f"no image file '{path}' in the image store")
-        return BigFileResponse(full, media_type="application/octet-stream")
+        return _file_under(ctx.settings.image_dir, path, f"no image file '{path}' in the image store")
 
     @boot.get("/ramdisk/{path:path}", response_class=Response,
               responses={200: text("application/octet-stream", "a file of the deploy ramdisk", "binary"),
                          **errors(403, 404, 422)})
     def ramdisk_file(path: Annotated[str, Path(max_length=1024)]):
-        root = os.path.realpath(ctx.settings.ramdisk_dir)
-        full = os.path.realpath(os.path.join(root, path))
-        if not full.startswith(root + os.sep) or not os.path.isfile(full):
-            raise NotFound(f"no ramdisk file '{path}'")
-        return BigFileResponse(full, media_type="application/octet-stream")
+        return _file_under(ctx.settings.ramdisk_dir, path, f"no ramdisk file '{path}'")
 
     # deploy agent ------------------------------------------------------------------------------------
     agent = APIRouter(prefix="/agent", tags=["agent"], dependencies=[Depends(provisioning_network)])

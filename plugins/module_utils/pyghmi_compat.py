@@ -59,6 +59,15 @@ Groups of patches (``apply(groups)``):
   blocking mode from the caller's thread while the I/O thread receives; the
   I/O thread then blocks in ``recvfrom`` and the whole process stops.
   Patched: receive with ``MSG_DONTWAIT`` whatever the socket mode.
+* lock order, a deadlock: sending takes ``KEEPALIVE_SESSIONS`` and then, to arm the retry timer,
+  ``WAITING_SESSIONS`` (``send_payload`` -> ``_xmit_packet``); a retry takes them the other way round:
+  ``wait_for_rsp`` and ``awaitresponse`` call ``_timedout`` while they hold ``WAITING_SESSIONS``, and its
+  resend or re-login goes through ``send_payload``. A retry in one thread while another sends stops both for
+  good, and with them every later session of the process (their first send waits for ``KEEPALIVE_SESSIONS``):
+  seen in a fleet of 200 vBMCs on a loaded machine (retries are common there, as on a lossy network), every
+  later BMC of that process then failing at its deadline.
+  Patched: ``_timedout`` lets go of ``WAITING_SESSIONS`` (when its thread holds it) while it runs and takes it
+  back after; the sessions it times out were already taken off the table under the lock.
 * policy: the cipher suite a session proposes and whether a session may fall
   back to IPMI 1.5 are chosen per session: the thread that creates a
   ``Command`` inside ``with session_policy(...)`` gives its session that
@@ -387,6 +396,27 @@ def _fix_recv_mode(S):
     _io_recvfrom._ingot_original = orig
     S._io_recvfrom = _io_recvfrom
     _APPLIED['recv_dontwait'] = True
+
+
+def _fix_timeout_lock_order(S):
+    """A retry never holds the waiting-sessions lock while it sends (see the module docstring, lock order)."""
+    sess_cls = S.Session
+    orig = sess_cls._timedout
+    lock = S.WAITING_SESSIONS
+    if is_fixed(orig) or not all(hasattr(lock, m) for m in ('_is_owned', '_release_save', '_acquire_restore')):
+        return
+
+    def _timedout(self):
+        saved = lock._release_save() if lock._is_owned() else None
+        try:
+            return orig(self)
+        finally:
+            if saved is not None:
+                lock._acquire_restore(saved)
+
+    _timedout._ingot_original = orig
+    sess_cls._timedout = _mark(_timedout)
+    _APPLIED['timeout_lock_order'] = True
 
 
 def _fix_session_policy(S):
@@ -928,6 +958,7 @@ def apply(groups=(CLIENT,), force=False):
             _fix_lost_wakeup(S)
             _fix_login_wait(S)
             _fix_recv_mode(S)
+            _fix_timeout_lock_order(S)
             _fix_session_policy(S)
         if IO in groups:
             _fix_graball(S)

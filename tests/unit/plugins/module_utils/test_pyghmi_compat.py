@@ -33,7 +33,7 @@ from ansible_collections.ingot.metal.plugins.module_utils import bmc, pyghmi_com
 from ansible_collections.ingot.metal.plugins.module_utils.bmc import run_with_deadline
 
 FIXED = ('_io_wait', '_poller', '_io_recvfrom', '_monotonic_time')
-FIXED_SESSION = ('_initsession', '_got_channel_auth_cap', '__init__', '_sync_login')
+FIXED_SESSION = ('_initsession', '_got_channel_auth_cap', '__init__', '_sync_login', '_timedout')
 
 
 def fixed_functions():
@@ -75,7 +75,8 @@ def test_the_pinned_and_documented_pyghmi_are_tested_versions():
 def test_importing_the_client_applied_every_fix():
     assert bmc.HAS_PYGHMI
     applied = pyghmi_compat.applied()
-    for fix in ('monotonic_clock', 'lost_wakeup', 'login_wait', 'recv_dontwait', 'session_policy'):
+    for fix in ('monotonic_clock', 'lost_wakeup', 'login_wait', 'recv_dontwait', 'session_policy',
+                'timeout_lock_order'):
         assert applied.get(fix) is True, fix
     assert applied['version'] == version('pyghmi')
     for fn in fixed_functions():
@@ -564,3 +565,66 @@ def test_pyghmis_protect_is_the_lock_itself_and_still_excludes():
                     for line in handle:
                         if 'protect(' in line and 'util.protect(' in line:
                             assert line.strip().startswith('with util.protect('), line
+
+
+# ---------------------------------------------------------------- lock order of a retry
+def _retrying_session():
+    """A bare session whose next ``_timedout`` resends its last payload (pyghmi's plain retry branch)."""
+    sess = bare_session()
+    sess.lastpayload = b'last'
+    sess.timeout = 0
+    sess.maxtimeout = 5
+    sess.sessioncontext = 'ESTABLISHED'
+    sess.nowait = False
+    return sess
+
+
+def _retry_against_a_sender(timedout, monkeypatch):
+    """This thread holds WAITING_SESSIONS (as wait_for_rsp and awaitresponse do) and calls ``timedout``, whose
+    resend takes KEEPALIVE_SESSIONS, while another thread sends: it holds KEEPALIVE_SESSIONS and wants
+    WAITING_SESSIONS (as send_payload -> _xmit_packet). Returns what each got, within 3 s each."""
+    got = {}
+    sender_has_keepalive = threading.Event()
+    retry_resends = threading.Event()
+
+    def resend(self, *args, **kwargs):
+        got['waiting_held_while_resending'] = S.WAITING_SESSIONS._is_owned()
+        retry_resends.set()
+        got['retry'] = S.KEEPALIVE_SESSIONS.acquire(timeout=3)
+        if got['retry']:
+            S.KEEPALIVE_SESSIONS.release()
+    monkeypatch.setattr(S.Session, 'send_payload', resend)
+
+    def sender():
+        with S.KEEPALIVE_SESSIONS:
+            sender_has_keepalive.set()
+            retry_resends.wait(3)
+            got['sender'] = S.WAITING_SESSIONS.acquire(timeout=3)
+            if got['sender']:
+                S.WAITING_SESSIONS.release()
+    t = threading.Thread(target=sender)
+    t.start()
+    assert sender_has_keepalive.wait(3)
+    with S.WAITING_SESSIONS:
+        with S.WAITING_SESSIONS:     # held twice, as wait_for_rsp inside awaitresponse may
+            timedout(_retrying_session())
+            got['waiting_held_after'] = S.WAITING_SESSIONS._is_owned()
+    t.join(10)
+    return got
+
+
+def test_a_retry_lets_go_of_the_waiting_lock_while_it_resends(monkeypatch):
+    got = _retry_against_a_sender(S.Session._timedout, monkeypatch)
+    assert got == {'waiting_held_while_resending': False, 'retry': True, 'sender': True,
+                   'waiting_held_after': True}
+    assert not S.WAITING_SESSIONS._is_owned() and S.WAITING_SESSIONS.acquire(blocking=False)
+    S.WAITING_SESSIONS.release()
+
+
+def test_pyghmis_own_retry_still_deadlocks_against_a_sender(monkeypatch):
+    """The quirk is still there: pyghmi's own _timedout resends holding WAITING_SESSIONS, so each thread waits
+    for the lock the other holds. Here each gives up after 3 s (pyghmi's threads wait forever): the first to
+    give up lets go of its lock and the other may then get it, but never both in time."""
+    got = _retry_against_a_sender(S.Session._timedout._ingot_original, monkeypatch)
+    assert got['waiting_held_while_resending'] is True
+    assert not (got['retry'] and got['sender']), got

@@ -134,8 +134,8 @@ notes:
     this collection is tested with pyghmi 1.6.19 and patches known races of that version at run time.
   - >-
     The fleet form (O(bmcs)) is the fast way to drive hundreds of BMCs: one task, all sessions concurrent,
-    in as many processes as O(bmc_processes) gives. The per-host form with C(delegate_to: localhost) runs in the controller without shipping a
-    module, and is still several times faster than a module per host.
+    in as many processes as O(bmc_processes) gives. The per-host form with C(delegate_to: localhost) runs in
+    the controller without shipping a module, and is still several times faster than a module per host.
   - >-
     On the controller the action plugin runs the operation inside Ansible's worker process; set the variable
     C(ingot_bmc_in_process=false) to run it as an ordinary module process instead (to compare, or to debug).

@@ -264,12 +264,9 @@ class _RunnerPool:
     def _reset(self):
         self._lock = threading.Lock()
         self._idle = []
-        self._pid = os.getpid()
 
     def acquire(self):
         with self._lock:
-            if self._pid != os.getpid():
-                self._idle, self._pid = [], os.getpid()
             if self._idle:
                 return self._idle.pop()
         return _Runner(self)
@@ -277,7 +274,7 @@ class _RunnerPool:
     def release(self, runner):
         """Keep ``runner`` for the next call; False when enough are idle (it then ends)."""
         with self._lock:
-            if self._pid != os.getpid() or len(self._idle) >= self.MAX_IDLE:
+            if len(self._idle) >= self.MAX_IDLE:
                 return False
             self._idle.append(runner)
             return True

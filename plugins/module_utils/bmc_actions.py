@@ -16,6 +16,7 @@ __metaclass__ = type
 import os
 import pickle
 import socket
+import sys
 import threading
 import time
 
@@ -395,7 +396,6 @@ def fleet_processes(asked, groups):
 
 
 def _pyghmi_sessions_started():
-    import sys
     session = sys.modules.get('pyghmi.ipmi.private.session')
     return session is not None and getattr(session, 'iothread', None) is not None
 
@@ -447,9 +447,8 @@ def _run_in_processes(op, groups, concurrency, count, check_mode):
             os.close(write_fd)
             children.append((pid, read_fd, share))
     except OSError:
-        # Could not fork (limits): whatever was not handed to a child runs here.
-        handed = set(id(share) for _pid, _fd, share in children)
-        mine = [g for share in shares for g in share if id(share) not in handed]
+        # Could not fork (limits): the shares not handed to a child (children took shares[1:] in order) run here.
+        mine = [g for share in [shares[0]] + shares[len(children) + 1:] for g in share]
         results = _run_groups(op, mine, concurrency, check_mode)
     else:
         results = _run_groups(op, shares[0], per_share, check_mode)
@@ -457,7 +456,6 @@ def _run_in_processes(op, groups, concurrency, count, check_mode):
         data = _read_all(read_fd)
         os.close(read_fd)
         _pid, status = os.waitpid(pid, 0)
-        got = None
         try:
             got = pickle.loads(data) if data else None
         except Exception:

@@ -624,6 +624,25 @@ def test_fleet_a_process_that_dies_fails_its_bmcs_and_loses_no_other_result(lab,
     assert '2 of 4 BMCs failed' in result['msg']
 
 
+def test_fleet_runs_here_what_it_could_not_fork(lab, monkeypatch):
+    parent = _pid_of_each(monkeypatch)
+    real_fork, forks = os.fork, []
+
+    def fork_once():
+        if forks:
+            raise OSError(11, 'Resource temporarily unavailable')
+        forks.append(1)
+        return real_fork()
+    monkeypatch.setattr(os, 'fork', fork_once)
+    entries = [{'host': '10.0.14.%d' % i} for i in range(1, 7)]
+    result = execute('info', fleet('info', entries, bmc_processes=3))
+    assert result['processes'] == 2
+    assert result['summary'] == {'total': 6, 'changed': 0, 'failed': 0}
+    pids = dict((n, r['bmc_info']['pid']) for n, r in result['bmcs'].items())
+    # shares: .1 .4 here, .2 .5 in the child, .3 .6 not forked: here too
+    assert [pids['10.0.14.%d' % i] == parent for i in range(1, 7)] == [True, False, True, True, False, True]
+
+
 @pytest.mark.parametrize('asked, groups, cores, expected', [
     (0, 200, 2, 2), (0, 200, 8, 4), (0, 99, 8, 1), (0, 100, 8, 2), (0, 49, 8, 1), (0, 5000, 128, 64),
     (None, 200, 2, 2), (3, 10, 1, 3), (5, 2, 8, 2), (1, 500, 8, 1), (2, 1, 8, 1),
